@@ -1,0 +1,35 @@
+# make demo: run a real container.  make test: every test.  Both set up everything first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+ROOTFS := bundles/busybox/rootfs
+
+.PHONY: setup demo test unit conformance bench clean
+setup: $(VENV)/.installed $(ROOTFS)/bin/busybox
+
+$(VENV)/.installed: setup.cfg pyproject.toml scripts/setup-host.sh
+	sh scripts/setup-host.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $@
+
+$(ROOTFS)/bin/busybox:
+	sh bundles/mkrootfs.sh $(ROOTFS)
+
+demo: setup
+	$(PY) -m pyoci run --bundle bundles/busybox demo-$$$$
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && echo 'no tests collected' && rc=0; exit $$rc
+
+unit: setup
+	$(PY) -m pytest -q tests/unit
+
+conformance: setup
+	$(PY) -m conformance
+
+bench: setup
+	$(PY) bench/lifecycle.py
+
+clean:
+	rm -rf $(VENV) $(ROOTFS) *.egg-info
