@@ -241,3 +241,20 @@ def flag_names(flags: int) -> str:
     """Render MS_* flags as 'MS_BIND|MS_REC' for error messages."""
     names = [n for v, n in sorted(_MS_NAMES) if flags & v]
     return "|".join(names)
+
+
+class _Statfs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("f_bsize", ctypes.c_long), ("f_blocks", ctypes.c_ulong),
+                ("f_bfree", ctypes.c_ulong), ("f_bavail", ctypes.c_ulong), ("f_files", ctypes.c_ulong),
+                ("f_ffree", ctypes.c_ulong), ("f_fsid", ctypes.c_int * 2), ("f_namelen", ctypes.c_long),
+                ("f_frsize", ctypes.c_long), ("f_flags", ctypes.c_long), ("f_spare", ctypes.c_long * 4)]
+
+
+def fstatfs(fd: int) -> tuple[int, int]:
+    """(f_type, f_flags) of the filesystem behind fd."""
+    buf = _Statfs()
+    _check(_libc.fstatfs(ctypes.c_int(fd), ctypes.byref(buf)), "fstatfs", fd=fd)
+    return buf.f_type & 0xFFFFFFFF, buf.f_flags
+
+
+NS_GET_NSTYPE = 0xB703

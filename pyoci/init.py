@@ -1,0 +1,200 @@
+"""Container side of create: forked from the runtime, never exec'ed until the user program.
+
+C1 (intermediate) joins/unshares namespaces and forks C2, which becomes the container's init (pid 1 in a
+new pid namespace), sets up the rootfs, pivots, confines itself and blocks on exec.fifo until `start`.
+Every function here ends in os.execve or os._exit: nothing unwinds into the CLI. Everything C2 needs is
+imported at the top of this module, before the fork: after pivot_root the rootfs is attacker-controlled and
+an import, dlopen or NSS lookup would run its code (security.md §2, class 15).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Any, NoReturn
+
+from pyoci import confine, hooks, rootfs, sync
+from pyoci.linux import libc, net
+from pyoci.namespaces import NS_TYPES, NsPlan
+
+log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InitContext:
+    spec: dict[str, Any]
+    cid: str
+    bundle: str
+    rootfs: str
+    ns: NsPlan
+    join_fds: tuple[tuple[str, int], ...]  # (type, fd) opened and type-checked by the parent
+    state_dir_fd: int                     # O_PATH fd of <root>/<id>: exec.fifo is opened relative to it
+    passed_fds: int                       # LISTEN_FDS + --preserve-fds: fds 3 .. 3+passed-1 survive
+    env: tuple[str, ...]                  # process.env (+ LISTEN_* when passing listen fds)
+    no_pivot: bool
+    no_new_keyring: bool
+    annotations: dict[str, str]
+
+
+def _die(sock: socket.socket | None, exc: BaseException) -> NoReturn:
+    """Report an error to the parent (or stderr once the sync socket is closed) and exit."""
+    msg = str(exc) or exc.__class__.__name__
+    try:
+        if sock is not None:
+            sync.send(sock, type="error", msg=msg)
+        else:
+            os.write(2, f"pyoci: {msg}\n".encode())
+    finally:
+        os._exit(1)
+
+
+def intermediate(ctx: InitContext, sock: socket.socket) -> NoReturn:
+    """C1: namespaces (user first), then fork the container init into them."""
+    try:
+        # Dies with the runtime if create is interrupted; non-dumpable before it enters any namespace so
+        # that nothing in the container can ptrace it or open its /proc files (security.md class 3).
+        libc.prctl(PR_SET_PDEATHSIG, 9)
+        libc.prctl(PR_SET_DUMPABLE, 0)
+        if (sync.recv(sock) or {}).get("type") != "go":  # parent has put us in the cgroup
+            os._exit(1)
+        for ns_type, fd in ctx.join_fds:
+            libc.setns(fd, NS_TYPES[ns_type][0], what=ns_type)
+            os.close(fd)
+        if ctx.ns.new_user:
+            libc.unshare(libc.CLONE_NEWUSER)
+            sync.send(sock, type="idmap")
+            sync.expect_ok(sock)  # parent wrote setgroups, uid_map, gid_map
+            _become_root()
+        if ctx.ns.unshare_flags:
+            libc.unshare(ctx.ns.unshare_flags)
+        if "time" in ctx.ns.new:
+            _write_time_offsets(ctx.spec)
+        pid = os.fork()  # pid and time namespaces take effect for children only
+        if pid == 0:
+            container_init(ctx, sock)
+        sync.send(sock, type="pid", pid=pid)
+        os._exit(0)
+    except BaseException as exc:  # noqa: BLE001
+        _die(sock, exc)
+
+
+def _become_root() -> None:
+    """Act as the container's root in the new user namespace, so that files we create are owned by a mapped
+    id (an unmapped fsuid makes mkdir fail with EOVERFLOW). Skipped when container id 0 is unmapped."""
+    try:
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    except OSError:
+        pass
+    libc.prctl(PR_SET_DUMPABLE, 0)  # id changes reset dumpable
+
+
+def _write_time_offsets(spec: dict[str, Any]) -> None:
+    offsets = (spec.get("linux") or {}).get("timeOffsets") or {}
+    lines = "".join(f"{clock} {v.get('secs', 0)} {v.get('nanosecs', 0)}\n" for clock, v in offsets.items())
+    if lines:
+        # config-linux.md#offset-for-time-namespace: before any process enters the new time namespace.
+        with open("/proc/self/timens_offsets", "w") as f:
+            f.write(lines)
+
+
+def container_init(ctx: InitContext, sock: socket.socket) -> NoReturn:
+    """C2: the container's init. Reads like the table of contents of container creation."""
+    try:
+        _relay_logs(sock)
+        _exit_on_signals()
+        os.setsid()  # new session: the caller's tty is never our controlling terminal (class 17)
+        hostpid = (sync.recv(sock) or {}).get("pid", 0)
+        state = {"ociVersion": ctx.spec.get("ociVersion", "1.3.0"), "id": ctx.cid, "status": "creating",
+                 "pid": hostpid, "bundle": ctx.bundle, "annotations": ctx.annotations}
+        spec, linux = ctx.spec, ctx.spec.get("linux") or {}
+        if "network" in ctx.ns.new:
+            net.loopback_up()
+        if "uts" in ctx.ns.new or any(t == "uts" for t, _ in ctx.ns.join):
+            if spec.get("hostname"):
+                libc.sethostname(spec["hostname"])
+            if spec.get("domainname"):
+                libc.setdomainname(spec["domainname"])
+        rootfs.prepare(spec, bundle=ctx.bundle, rootfs=ctx.rootfs, userns="user" in ctx.ns.new,
+                       no_pivot=ctx.no_pivot)
+        sync.send(sock, type="create-runtime")  # parent: prestart, createRuntime hooks, netDevices
+        sync.expect_ok(sock)
+        # createContainer: container namespaces, path resolved in the runtime's (we have not pivoted).
+        hooks.run_hooks(spec, "createContainer", state)
+        conf = confine.prepare(spec, cid=ctx.cid, bundle=ctx.bundle, no_new_keyring=ctx.no_new_keyring)
+        rootfs.pivot(ctx.rootfs, no_pivot=ctx.no_pivot)
+        rootfs.finalize(spec)
+        process = spec["process"]
+        _enter_cwd(process.get("cwd", "/"))
+        confine.apply_process(conf)
+        exe = confine.resolve_executable(process["args"][0], list(ctx.env), process.get("cwd", "/"))
+        confine.apply_credentials(conf, state)
+        # The parent writes state.json and the pid file, then create returns; we block on the fifo.
+        sync.send(sock, type="ready")
+        _stop_relaying()
+        sock.close()
+        sock = None  # type: ignore[assignment]
+        fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_dir_fd)
+        os.write(fifo, b"0")
+        os.close(fifo)
+        os.close(ctx.state_dir_fd)
+        state["status"] = "created"
+        hooks.run_hooks(spec, "startContainer", state)  # container ns, path resolved in the container
+        for fd in range(3, 3 + ctx.passed_fds):
+            os.set_inheritable(fd, True)
+        env = dict(e.split("=", 1) for e in ctx.env if "=" in e)
+        confine.final(conf, state)
+        # Nothing but execve after this point: fds beyond stdio and the passed ones are closed (class 2).
+        libc.close_range(3 + ctx.passed_fds)
+        os.execve(exe, process["args"], env)
+    except BaseException as exc:  # noqa: BLE001
+        _die(sock, exc)
+    os._exit(1)
+
+
+def _die_on(signum: int, _frame: Any) -> None:
+    os._exit(128 + signum)
+
+
+def _exit_on_signals() -> None:
+    """As pid 1 of a pid namespace, signals without a handler are ignored even from the host: handle the
+    terminating ones so that `kill <created container> TERM` works. execve resets them to default."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+                signal.SIGALRM):
+        signal.signal(sig, _die_on)
+
+
+def _enter_cwd(cwd: str) -> None:
+    """chdir after pivot_root, creating it if missing, and verify it is inside the container (class 2)."""
+    try:
+        os.chdir(cwd)
+    except FileNotFoundError:
+        os.makedirs(cwd, 0o755, exist_ok=True)
+        os.chdir(cwd)
+    here = os.getcwd()
+    if not here.startswith("/") or here.startswith("(unreachable)"):
+        raise PermissionError(f"process.cwd {cwd!r} resolves outside the container")
+
+
+def _relay_logs(sock: socket.socket) -> None:
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(sync.SocketLogHandler(sock))
+
+
+def _stop_relaying() -> None:
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(logging.NullHandler())
+
+
+def exit_now(code: int) -> NoReturn:
+    sys.stdout.flush()
+    os._exit(code)
