@@ -206,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(args, "error_exit_code", exc.exit_code)
     except KeyboardInterrupt:
         return 130
-    except OSError as exc:  # an unexpected OS error still gets one line, never a traceback
-        logs.fatal(f"{args.command}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a bug still gets one line, never a traceback (--debug has it)
+        logs.fatal(f"{args.command}: internal error: {exc.__class__.__name__}: {exc}")
         logging.getLogger(__name__).debug("details", exc_info=True)
         return getattr(args, "error_exit_code", 1)
 
