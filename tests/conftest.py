@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,22 @@ def base_config(args: list[str] | None = None) -> dict[str, Any]:
     return spec
 
 
+def run_pyoci(argv: list[str], check: bool = False, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
+    cmd = [*PYOCI, *argv]
+    if kw.pop("capture_output", True) and "stdout" not in kw:
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            rc = subprocess.run(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, timeout=timeout, cwd=REPO,
+                                **kw).returncode
+            out.seek(0)
+            err.seek(0)
+            p = subprocess.CompletedProcess(cmd, rc, out.read(), err.read())
+    else:
+        p = subprocess.run(cmd, text=True, timeout=timeout, cwd=REPO, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr}")
+    return p
+
+
 class Bundle:
     """A tmp bundle (config.json + a symlinked-in rootfs copy) with its own --root and container id."""
 
@@ -67,12 +84,9 @@ class Bundle:
         (self.dir / "config.json").write_text(json.dumps(self.spec))
 
     def pyoci(self, *args: str, check: bool = False, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
-        cmd = [*PYOCI, "--root", str(self.root), *args]
-        kw.setdefault("capture_output", True)
-        p = subprocess.run(cmd, text=True, timeout=timeout, cwd=REPO, **kw)
-        if check and p.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} failed ({p.returncode}): {p.stderr}")
-        return p
+        """Run pyoci. Output goes through temp files, not pipes: a created container inherits create's
+        stdout/stderr (terminal false), so a pipe would not reach EOF until the container exits."""
+        return run_pyoci(["--root", str(self.root), *args], check=check, timeout=timeout, **kw)
 
     def state(self) -> dict[str, Any]:
         return json.loads(self.pyoci("state", self.id, check=True).stdout)
