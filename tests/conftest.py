@@ -96,7 +96,11 @@ class Bundle:
 
 
 @pytest.fixture
-def make_bundle(tmp_path: Path) -> Any:
+def make_bundle() -> Any:
+    # Not pytest's tmp_path: /tmp/pytest-of-root is 0700, which a container root mapped to another host uid
+    # (user namespace) cannot traverse to reach its rootfs.
+    tmp_path = Path(tempfile.mkdtemp(prefix="pyoci-test-"))
+    tmp_path.chmod(0o755)
     made: list[Bundle] = []
 
     def make(spec: dict[str, Any] | None = None, args: list[str] | None = None) -> Bundle:
@@ -111,3 +115,4 @@ def make_bundle(tmp_path: Path) -> Any:
     finally:
         for b in made:
             b.cleanup()
+        shutil.rmtree(tmp_path, ignore_errors=True)
