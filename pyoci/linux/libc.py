@@ -258,3 +258,218 @@ def fstatfs(fd: int) -> tuple[int, int]:
 
 
 NS_GET_NSTYPE = 0xB703
+
+
+# --------------------------------------------------------------------------- process confinement
+# (capabilities, seccomp, scheduler, I/O priority, personality, keyrings, rlimits: used by pyoci.confine)
+import errno  # noqa: E402  (this section is appended; resource is a C extension: load it now, never after pivot)
+import resource  # noqa: E402
+_NR_CONFINE = {
+    "x86_64": {"capget": 125, "capset": 126, "seccomp": 317, "ioprio_get": 252},
+    "aarch64": {"capget": 90, "capset": 91, "seccomp": 277, "ioprio_get": 31},
+}
+NR.update(_NR_CONFINE.get(platform.machine(), _NR_CONFINE["x86_64"]))
+
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
+PR_GET_KEEPCAPS = 7
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_IS_SET = 1
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_GET_ACTION_AVAIL = 2
+SECCOMP_FILTER_FLAG_TSYNC = 1
+SECCOMP_FILTER_FLAG_LOG = 2
+SECCOMP_FILTER_FLAG_SPEC_ALLOW = 4
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 8
+SECCOMP_FILTER_FLAG_TSYNC_ESRCH = 16
+SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV = 32
+
+KEYCTL_JOIN_SESSION_KEYRING = 1
+KEYCTL_SETPERM = 5
+KEYCTL_DESCRIBE = 6
+IOPRIO_WHO_PROCESS = 1
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def capget() -> tuple[int, int, int]:
+    """(effective, permitted, inheritable) of the calling thread as 64-bit masks."""
+    hdr = struct.pack("Ii", _LINUX_CAPABILITY_VERSION_3, 0)
+    hbuf, dbuf = ctypes.create_string_buffer(hdr, 8), ctypes.create_string_buffer(24)
+    _check(_syscall(NR["capget"], hbuf, dbuf), "capget")
+    e0, p0, i0, e1, p1, i1 = struct.unpack("6I", dbuf.raw)
+    return e0 | e1 << 32, p0 | p1 << 32, i0 | i1 << 32
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """capset(2) of the calling thread, all three sets at once (64-bit masks)."""
+    lo, hi = 0xFFFFFFFF, 32
+    hbuf = ctypes.create_string_buffer(struct.pack("Ii", _LINUX_CAPABILITY_VERSION_3, 0), 8)
+    data = struct.pack("6I", effective & lo, permitted & lo, inheritable & lo,
+                       effective >> hi & lo, permitted >> hi & lo, inheritable >> hi & lo)
+    dbuf = ctypes.create_string_buffer(data, len(data))
+    _check(_syscall(NR["capset"], hbuf, dbuf), "capset", effective=hex(effective), permitted=hex(permitted),
+           inheritable=hex(inheritable))
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_set_filter(prog: bytes | None, flags: int) -> int:
+    """seccomp(SECCOMP_SET_MODE_FILTER, flags, prog); returns the listener fd with NEW_LISTENER, else 0.
+
+    prog=None probes whether the kernel accepts `flags`: it then fails with EFAULT (flags fine) or EINVAL.
+    """
+    if prog is None:
+        return _check(_syscall(NR["seccomp"], ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(flags),
+                               None), "seccomp", flags=hex(flags))
+    insns = ctypes.create_string_buffer(prog, len(prog))
+    fprog = _SockFprog(len(prog) // 8, ctypes.addressof(insns))
+    return _check(_syscall(NR["seccomp"], ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(flags),
+                           ctypes.byref(fprog)), "seccomp SECCOMP_SET_MODE_FILTER", flags=hex(flags),
+                  instructions=len(prog) // 8)
+
+
+def seccomp_action_avail(action: int) -> bool:
+    """seccomp(SECCOMP_GET_ACTION_AVAIL): does the kernel know this SECCOMP_RET_* action?"""
+    val = ctypes.c_uint32(action)
+    if _syscall(NR["seccomp"], ctypes.c_uint(SECCOMP_GET_ACTION_AVAIL), ctypes.c_uint(0), ctypes.byref(val)) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err == errno.EOPNOTSUPP:
+        return False
+    raise SyscallError("seccomp SECCOMP_GET_ACTION_AVAIL", err, action=hex(action))
+
+
+def sched_setattr(attr: bytes, pid: int = 0, *, what: str | None = None) -> None:
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    _check(_syscall(NR["sched_setattr"], ctypes.c_int(pid), buf, ctypes.c_uint(0)), "sched_setattr",
+           policy=what)
+
+
+def ioprio_set(which: int, who: int, ioprio: int) -> None:
+    _check(_syscall(NR["ioprio_set"], ctypes.c_int(which), ctypes.c_int(who), ctypes.c_int(ioprio)),
+           "ioprio_set", ioprio=hex(ioprio))
+
+
+def ioprio_get(which: int, who: int) -> int:
+    return _check(_syscall(NR["ioprio_get"], ctypes.c_int(which), ctypes.c_int(who)), "ioprio_get")
+
+
+def personality(persona: int) -> int:
+    """personality(2); returns the previous persona (0xffffffff only queries)."""
+    ret = _syscall(NR["personality"], ctypes.c_ulong(persona))
+    if ret == -1:
+        raise SyscallError("personality", ctypes.get_errno(), persona=hex(persona))
+    return ret & 0xFFFFFFFF
+
+
+def keyctl_join_session_keyring(name: str | None) -> int:
+    """Join (or create) the named session keyring; returns its serial."""
+    return _check(_syscall(NR["keyctl"], ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), _b(name)),
+                  "keyctl KEYCTL_JOIN_SESSION_KEYRING", name=name)
+
+
+def keyctl_describe(key: int) -> str:
+    """'type;uid;gid;perm;description' of a key."""
+    buf = ctypes.create_string_buffer(4096)
+    n = _check(_syscall(NR["keyctl"], ctypes.c_int(KEYCTL_DESCRIBE), ctypes.c_int(key), buf,
+                        ctypes.c_size_t(len(buf))), "keyctl KEYCTL_DESCRIBE", key=key)
+    return buf.raw[:max(0, min(n, len(buf)) - 1)].decode(errors="replace")
+
+
+def keyctl_setperm(key: int, perm: int) -> None:
+    _check(_syscall(NR["keyctl"], ctypes.c_int(KEYCTL_SETPERM), ctypes.c_int(key), ctypes.c_uint(perm)),
+           "keyctl KEYCTL_SETPERM", key=key, perm=hex(perm))
+
+
+def setrlimit(resource_nr: int, soft: int, hard: int, *, what: str) -> None:
+    """prlimit(2) on ourselves; values >= 2**63 mean RLIM_INFINITY."""
+    def lim(v: int) -> int:
+        return resource.RLIM_INFINITY if v >= 1 << 63 else v
+
+    try:
+        resource.prlimit(0, resource_nr, (lim(soft), lim(hard)))
+    except OSError as exc:
+        raise SyscallError("setrlimit", exc.errno or errno.EINVAL, limit=what, soft=soft, hard=hard) from None
+    except ValueError as exc:
+        raise SyscallError("setrlimit", errno.EINVAL, limit=what, soft=soft, hard=hard, why=str(exc)) from None
+
+
+# --- bpf(2): cgroup v2 device programs (pyoci.cgroups.bpf builds the instructions) ---
+NR.setdefault("bpf", {"x86_64": 321, "aarch64": 280}.get(platform.machine(), 321))
+BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_DETACH, BPF_PROG_GET_FD_BY_ID, BPF_PROG_QUERY = 5, 8, 9, 13, 16
+BPF_PROG_TYPE_CGROUP_DEVICE = 15
+BPF_CGROUP_DEVICE = 6
+BPF_F_ALLOW_MULTI = 2
+_BPF_ATTR_SIZE = 128
+
+
+def _bpf(cmd: int, attr: bytes | ctypes.Array[ctypes.c_char], op: str, **args: object) -> int:
+    buf = attr if isinstance(attr, ctypes.Array) else ctypes.create_string_buffer(attr, _BPF_ATTR_SIZE)
+    return _check(_syscall(NR["bpf"], ctypes.c_int(cmd), buf, ctypes.c_uint(_BPF_ATTR_SIZE)), op, **args)
+
+
+def bpf_prog_load(prog_type: int, insns: bytes, license: str, expected_attach_type: int) -> int:
+    """Load a program; returns an O_CLOEXEC fd. On failure it is loaded again with a log for the error."""
+    code = ctypes.create_string_buffer(insns, len(insns))
+    lic = ctypes.create_string_buffer(license.encode())
+    log = ctypes.create_string_buffer(1 << 20)
+
+    def attr(level: int) -> bytes:
+        a = struct.pack("=IIQQIIQ", prog_type, len(insns) // 8, ctypes.addressof(code), ctypes.addressof(lic),
+                        level, len(log) if level else 0, ctypes.addressof(log) if level else 0)
+        return a + bytes(68 - len(a)) + struct.pack("=I", expected_attach_type)   # expected_attach_type @68
+
+    try:
+        return _bpf(BPF_PROG_LOAD, attr(0), "bpf BPF_PROG_LOAD", insns=len(insns) // 8)
+    except SyscallError as exc:
+        try:
+            os.close(_bpf(BPF_PROG_LOAD, attr(1), "bpf BPF_PROG_LOAD"))
+        except SyscallError:
+            pass
+        text = log.value.decode(errors="replace").strip().replace("\n", "; ")[-400:]
+        raise SyscallError("bpf BPF_PROG_LOAD", exc.errno or 0, insns=len(insns) // 8, log=text or None) from None
+
+
+def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int) -> None:
+    _bpf(BPF_PROG_ATTACH, struct.pack("=IIII", target_fd, prog_fd, attach_type, flags), "bpf BPF_PROG_ATTACH",
+         flags=flags)
+
+
+def bpf_prog_detach(target_fd: int, prog_fd: int, attach_type: int) -> None:
+    _bpf(BPF_PROG_DETACH, struct.pack("=III", target_fd, prog_fd, attach_type), "bpf BPF_PROG_DETACH")
+
+
+def bpf_prog_query(target_fd: int, attach_type: int, max_progs: int = 64) -> list[int]:
+    """Ids of the programs attached to target_fd for attach_type."""
+    ids = (ctypes.c_uint32 * max_progs)()
+    attr = ctypes.create_string_buffer(struct.pack("=IIIIQI", target_fd, attach_type, 0, 0, ctypes.addressof(ids),
+                                                   max_progs), _BPF_ATTR_SIZE)
+    _bpf(BPF_PROG_QUERY, attr, "bpf BPF_PROG_QUERY")
+    count = struct.unpack_from("=I", attr.raw, 24)[0]
+    return [int(ids[i]) for i in range(min(count, max_progs))]
+
+
+def bpf_prog_get_fd_by_id(prog_id: int) -> int:
+    return _bpf(BPF_PROG_GET_FD_BY_ID, struct.pack("=I", prog_id), "bpf BPF_PROG_GET_FD_BY_ID", id=prog_id)
+
+
+def get_pdeathsig() -> int:
+    """prctl(PR_GET_PDEATHSIG): the parent-death signal of the calling thread (0 = none)."""
+    sig = ctypes.c_int(0)
+    fn = _libc.prctl
+    fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    try:
+        _check(fn(2, ctypes.addressof(sig), 0, 0, 0), "prctl PR_GET_PDEATHSIG")
+    finally:
+        fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    return sig.value

@@ -1,0 +1,594 @@
+"""Process confinement of the container process: user/groups, capabilities, no_new_privs, seccomp, rlimits,
+oom score, scheduler, I/O priority, personality, session keyring, LSM labels, exec hygiene.
+
+pyoci/init.py calls, in this order (the forked, never exec'ed, single-threaded container init):
+  prepare()            before pivot_root: validate and plan everything, compile the seccomp BPF, open the
+                       procfs handles, connect the seccomp listener, import everything needed later
+  apply_process()      after pivot_root, still root with all capabilities
+  resolve_executable() after pivot_root: execvp-style lookup inside the container, refusing magic links
+  apply_credentials()  bounding set → keepcaps → groups/gid/uid → capset → ambient (seccomp first without NNP)
+  final()              no_new_privs, then the seccomp filter: the last thing before close_fds + execve
+After pivot_root nothing is imported, dlopen'ed or resolved through NSS (security.md §2, class 15).
+"""
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fcntl
+import logging
+import os
+import socket
+import stat
+import struct
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pyoci import capabilities, lsm
+from pyoci import seccomp as scmp
+from pyoci.errors import ChildError, ConfigError, PyociError
+from pyoci.linux import libc
+
+log = logging.getLogger(__name__)
+
+# getrlimit(2) resource numbers (asm-generic; x86 and arm share them).
+RLIMITS = {f"RLIMIT_{n}": i for i, n in enumerate(
+    "CPU FSIZE DATA STACK CORE RSS NPROC NOFILE MEMLOCK AS LOCKS SIGPENDING MSGQUEUE NICE RTPRIO RTTIME".split())}
+SCHED_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3, "SCHED_ISO": 4,
+                  "SCHED_IDLE": 5, "SCHED_DEADLINE": 6}
+SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02, "SCHED_FLAG_DL_OVERRUN": 0x04,
+               "SCHED_FLAG_KEEP_POLICY": 0x08, "SCHED_FLAG_KEEP_PARAMS": 0x10, "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
+               "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
+_SCHED_ATTR = struct.Struct("IIQiIQQQII")  # struct sched_attr, SCHED_ATTR_SIZE_VER1 (56 bytes)
+IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
+# personality(2) flag bits (linux/personality.h). The spec defines no flag values yet; pyoci accepts the
+# kernel's names and rejects anything else.
+PERSONALITY_FLAGS = {"UNAME26": 0x0020000, "ADDR_NO_RANDOMIZE": 0x0040000, "FDPIC_FUNCPTRS": 0x0080000,
+                     "MMAP_PAGE_ZERO": 0x0100000, "ADDR_COMPAT_LAYOUT": 0x0200000, "READ_IMPLIES_EXEC": 0x0400000,
+                     "ADDR_LIMIT_32BIT": 0x0800000, "SHORT_INODE": 0x1000000, "WHOLE_SECONDS": 0x2000000,
+                     "STICKY_TIMEOUTS": 0x4000000, "ADDR_LIMIT_3GB": 0x8000000}
+DEFAULT_PATH = "/bin:/usr/bin"  # execvp(3) when PATH is unset (glibc _PATH_DEFPATH)
+SEALED_ENV = "_PYOCI_SEALED_EXE"
+PR_SET_PDEATHSIG = 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rlimit:
+    name: str
+    resource: int
+    soft: int
+    hard: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sched:
+    policy: str
+    attr: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Confinement:
+    """Everything apply_*/final need, computed and opened before pivot_root."""
+
+    cid: str
+    uid: int
+    gid: int
+    additional_gids: tuple[int, ...]
+    umask: int | None
+    setgroups: bool                       # False when the user namespace has setgroups=deny
+    caps: capabilities.CapPlan
+    no_new_privs: bool
+    rlimits: tuple[Rlimit, ...]
+    oom_score_adj: int | None
+    oom_fd: int | None                    # <private proc>/self/oom_score_adj, opened O_WRONLY
+    sched: Sched | None
+    ioprio: int | None
+    persona: int | None
+    cpus_final: frozenset[int] | None
+    keyring: str | None                   # session keyring name, None with --no-new-keyring
+    keyring_perm: int
+    labels: tuple[tuple[lsm.Label, int], ...]   # (label, attr fd opened by this thread)
+    seccomp: scmp.SeccompPlan | None
+    program: scmp.Program | None
+    listener: socket.socket | None
+    seccomp_loaded: list[bool] = dataclasses.field(default_factory=lambda: [False])
+
+
+# --------------------------------------------------------------------------- pure planners
+
+def _uint(v: Any, at: str, bits: int = 64) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << bits:
+        raise ConfigError(f"{at}: {v!r} is not a uint{bits}")
+    return v
+
+
+def plan_rlimits(proc: Mapping[str, Any]) -> tuple[Rlimit, ...]:
+    out: list[Rlimit] = []
+    seen: set[str] = set()
+    for i, rl in enumerate(proc.get("rlimits") or []):
+        at = f"process.rlimits[{i}]"
+        name = rl.get("type")
+        if name not in RLIMITS:  # config.md#posix-process: an unmappable type MUST be an error
+            raise ConfigError(f"{at}.type: {name!r} is not a Linux resource limit")
+        if name in seen:         # … and so MUST a duplicate
+            raise ConfigError(f"{at}.type: duplicate {name}")
+        seen.add(name)
+        soft, hard = _uint(rl.get("soft"), f"{at}.soft"), _uint(rl.get("hard"), f"{at}.hard")
+        if soft > hard:
+            raise ConfigError(f"{at}: soft {soft} is greater than hard {hard}")
+        out.append(Rlimit(name, RLIMITS[name], soft, hard))
+    return tuple(out)
+
+
+def plan_scheduler(proc: Mapping[str, Any]) -> Sched | None:
+    s = proc.get("scheduler")
+    if not s:
+        return None
+    at = "process.scheduler"
+    policy = s.get("policy")
+    if policy not in SCHED_POLICIES:
+        raise ConfigError(f"{at}.policy: unknown policy {policy!r}")
+    if policy == "SCHED_ISO":
+        raise ConfigError(f"{at}.policy: SCHED_ISO is not implemented by Linux")
+    flags = 0
+    for i, f in enumerate(s.get("flags") or []):
+        if f not in SCHED_FLAGS:
+            raise ConfigError(f"{at}.flags[{i}]: unknown flag {f!r}")
+        flags |= SCHED_FLAGS[f]
+    nice, prio = s.get("nice", 0), s.get("priority", 0)
+    if not isinstance(nice, int) or not -20 <= nice <= 19:
+        raise ConfigError(f"{at}.nice: {nice!r} is outside -20..19")
+    if not isinstance(prio, int) or not 0 <= prio <= 99:
+        raise ConfigError(f"{at}.priority: {prio!r} is outside 0..99")
+    rt, dl, period = (_uint(s.get(k, 0), f"{at}.{k}") for k in ("runtime", "deadline", "period"))
+    attr = _SCHED_ATTR.pack(_SCHED_ATTR.size, SCHED_POLICIES[policy], flags, nice, prio, rt, dl, period, 0, 0)
+    return Sched(policy, attr)
+
+
+def plan_ioprio(proc: Mapping[str, Any]) -> int | None:
+    io = proc.get("ioPriority")
+    if not io:
+        return None
+    cls, prio = io.get("class"), io.get("priority", 0)
+    if cls not in IOPRIO_CLASSES:
+        raise ConfigError(f"process.ioPriority.class: unknown class {cls!r}")
+    if not isinstance(prio, int) or not 0 <= prio <= 7:
+        raise ConfigError(f"process.ioPriority.priority: {prio!r} is outside 0..7")
+    return IOPRIO_CLASSES[cls] << 13 | prio
+
+
+def plan_personality(linux: Mapping[str, Any]) -> int | None:
+    p = linux.get("personality")
+    if not p:
+        return None
+    domain = p.get("domain")
+    if domain not in PERSONALITY_DOMAINS:
+        raise ConfigError(f"linux.personality.domain: unknown domain {domain!r} (LINUX or LINUX32)")
+    persona = PERSONALITY_DOMAINS[domain]
+    for i, f in enumerate(p.get("flags") or []):
+        if f not in PERSONALITY_FLAGS:
+            raise ConfigError(f"linux.personality.flags[{i}]: unsupported personality flag {f!r}")
+        persona |= PERSONALITY_FLAGS[f]
+    return persona
+
+
+def parse_cpus(text: str, at: str) -> frozenset[int]:
+    """'0-3, 7' → {0, 1, 2, 3, 7} (the cpuset list format)."""
+    cpus: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()) or (hi and int(hi) < int(lo)):
+            raise ConfigError(f"{at}: {text!r} is not a CPU list")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    if not cpus:
+        raise ConfigError(f"{at}: {text!r} names no CPU")
+    return frozenset(cpus)
+
+
+def initial_cpus(spec: Mapping[str, Any]) -> frozenset[int] | None:
+    """execCPUAffinity.initial: the runtime sets it on the exec'd process before it joins the cgroup."""
+    text = ((spec.get("process") or {}).get("execCPUAffinity") or {}).get("initial")
+    return parse_cpus(text, "process.execCPUAffinity.initial") if text else None
+
+
+def _user(proc: Mapping[str, Any]) -> tuple[int, int, tuple[int, ...], int | None]:
+    user = proc.get("user") or {}
+    uid, gid = _uint(user.get("uid", 0), "process.user.uid", 32), _uint(user.get("gid", 0), "process.user.gid", 32)
+    gids = tuple(_uint(g, f"process.user.additionalGids[{i}]", 32)
+                 for i, g in enumerate(user.get("additionalGids") or []))
+    umask = user.get("umask")
+    if umask is not None and (not isinstance(umask, int) or not 0 <= umask <= 0o777):
+        raise ConfigError(f"process.user.umask: {umask!r} is not a file mode mask (0..0o777)")
+    return uid, gid, gids, umask
+
+
+# --------------------------------------------------------------------------- prepare (before pivot_root)
+
+def prepare(spec: Mapping[str, Any], *, cid: str, bundle: str, no_new_keyring: bool,
+            tenant: bool = False) -> Confinement:
+    """Validate and plan the whole process block, open every handle needed later; nothing is applied.
+
+    `tenant` is True for `exec` (execCPUAffinity applies to exec'd processes only, config.md).
+    Raises ConfigError for invalid or unsupported values, including a label for a disabled LSM.
+    """
+    proc = spec.get("process") or {}
+    linux = spec.get("linux") or {}
+    uid, gid, gids, umask = _user(proc)
+    last = capabilities.last_cap()
+    caps = capabilities.plan(proc.get("capabilities"), last_cap=last, available=capabilities.available(last))
+    for w in caps.warnings:
+        log.warning("%s", w)  # config.md: a capability that cannot be granted MUST be logged as a warning
+    rlimits, sched = plan_rlimits(proc), plan_scheduler(proc)
+    ioprio, persona = plan_ioprio(proc), plan_personality(linux)
+    cpus = (proc.get("execCPUAffinity") or {}).get("final")
+    cpus_final = parse_cpus(cpus, "process.execCPUAffinity.final") if cpus and tenant else None
+    oom = proc.get("oomScoreAdj")
+    if oom is not None and (not isinstance(oom, int) or not -1000 <= oom <= 1000):
+        raise ConfigError(f"process.oomScoreAdj: {oom!r} is outside -1000..1000")
+    labels = lsm.plan(spec, lsm.enabled())
+    sc = linux.get("seccomp")
+    splan = scmp.plan(sc) if sc is not None else None
+    program = scmp.compile_program(splan) if splan else None
+    _remember_host_executables()
+    oom_fd, label_fds = None, []
+    if oom is not None or labels:
+        proc_fd = lsm.open_private_proc()
+        try:
+            if oom is not None:
+                oom_fd = lsm.open_proc_file(proc_fd, "self/oom_score_adj", os.O_WRONLY)
+            label_fds = [(label, lsm.open_label(proc_fd, label)) for label in labels]
+        finally:
+            os.close(proc_fd)
+    listener = None
+    if splan and splan.has_notify and splan.listener_path:
+        listener = scmp.connect_listener(splan.listener_path)
+    userns = any(ns.get("type") == "user" for ns in linux.get("namespaces") or [])
+    return Confinement(
+        cid=cid, uid=uid, gid=gid, additional_gids=gids, umask=umask, setgroups=_setgroups_allowed(),
+        caps=caps, no_new_privs=bool(proc.get("noNewPrivileges")), rlimits=rlimits, oom_score_adj=oom,
+        oom_fd=oom_fd, sched=sched, ioprio=ioprio, persona=persona, cpus_final=cpus_final,
+        keyring=None if no_new_keyring else f"_ses.{cid}",
+        # runc: the session keyring must be searchable by the container's root (other with a userns).
+        keyring_perm=0x8 if userns else 0x80000,
+        labels=tuple(label_fds), seccomp=splan, program=program, listener=listener)
+
+
+def _setgroups_allowed() -> bool:
+    try:
+        with open("/proc/self/setgroups", encoding="ascii") as f:
+            return f.read().strip() != "deny"
+    except OSError:
+        return True
+
+
+# --------------------------------------------------------------------------- apply (after pivot_root)
+
+def apply_process(c: Confinement) -> None:
+    """Everything that needs root and full capabilities but not the final credentials."""
+    if c.keyring is not None:
+        _join_keyring(c.keyring, c.keyring_perm)
+    for rl in c.rlimits:
+        try:
+            libc.setrlimit(rl.resource, rl.soft, rl.hard, what=rl.name)
+        except OSError as exc:
+            raise PyociError(f"process.rlimits: {exc}") from None
+    if c.oom_fd is not None:
+        try:
+            os.write(c.oom_fd, str(c.oom_score_adj).encode())
+        except OSError as exc:
+            raise PyociError(f"process.oomScoreAdj {c.oom_score_adj}: cannot write oom_score_adj: "
+                             f"[Errno {exc.errno}] {exc.strerror}") from None
+        os.close(c.oom_fd)
+    if c.sched is not None:
+        libc.sched_setattr(c.sched.attr, what=c.sched.policy)
+    if c.ioprio is not None:
+        libc.ioprio_set(libc.IOPRIO_WHO_PROCESS, 0, c.ioprio)
+    if c.persona is not None:
+        libc.personality(c.persona)
+    if c.cpus_final is not None:
+        os.sched_setaffinity(0, c.cpus_final)
+    # The exec label is written by this thread for its next execve (class 6: through the verified handle).
+    for label, fd in c.labels:
+        lsm.write_label(fd, label)
+        os.close(fd)
+    if c.umask is not None:  # config.md: left unchanged when unset (runc forces 0022; we follow the spec)
+        os.umask(c.umask)
+
+
+def _join_keyring(name: str, perm: int) -> None:
+    try:
+        key = libc.keyctl_join_session_keyring(name)
+    except OSError as exc:
+        if exc.errno == errno.ENOSYS:  # runc: keyrings are best effort when the kernel lacks them
+            log.debug("session keyring not supported by the kernel")
+            return
+        raise
+    # 'type;uid;gid;perm;description': keep the permissions, add search for the container's root.
+    old = int(libc.keyctl_describe(key).split(";")[3], 16)
+    libc.keyctl_setperm(key, old | perm)
+
+
+def apply_credentials(c: Confinement, state: Mapping[str, Any]) -> None:
+    """Capabilities and ids, in the only order that works (security.md §3 item 9)."""
+    if c.program is not None and not c.no_new_privs:
+        # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it now, before any capability is
+        # dropped (runc does the same); with no_new_privs, final() loads it as late as possible.
+        _load_seccomp(c, state)
+    capabilities.drop_bounding(c.caps)
+    pdeath = libc.get_pdeathsig()
+    libc.prctl(libc.PR_SET_KEEPCAPS, 1)  # keep permitted caps across setuid away from 0
+    _set_ids(c)
+    libc.prctl(libc.PR_SET_KEEPCAPS, 0)
+    # setuid/setgid reset dumpable and the parent-death signal: stay hidden until execve (class 3).
+    libc.prctl(libc.PR_SET_DUMPABLE, 0)
+    if pdeath:
+        libc.prctl(PR_SET_PDEATHSIG, pdeath)
+    capabilities.set_sets(c.caps)
+    capabilities.set_ambient(c.caps)
+
+
+def _set_ids(c: Confinement) -> None:
+    if c.setgroups:
+        os.setgroups(list(c.additional_gids))
+    elif c.additional_gids:
+        log.warning("process.user.additionalGids ignored: setgroups is denied in this user namespace")
+    try:
+        os.setresgid(c.gid, c.gid, c.gid)
+    except OSError as exc:
+        raise PyociError(f"process.user.gid {c.gid}: setresgid: [Errno {exc.errno}] {exc.strerror}"
+                         f"{' (not mapped in the user namespace?)' if exc.errno == errno.EINVAL else ''}") from None
+    try:
+        os.setresuid(c.uid, c.uid, c.uid)
+    except OSError as exc:
+        raise PyociError(f"process.user.uid {c.uid}: setresuid: [Errno {exc.errno}] {exc.strerror}"
+                         f"{' (not mapped in the user namespace?)' if exc.errno == errno.EINVAL else ''}") from None
+
+
+def final(c: Confinement, state: Mapping[str, Any]) -> None:
+    """no_new_privs, then the seccomp filter: the lead closes fds and calls execve right after this."""
+    if c.no_new_privs:
+        libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
+        if c.program is not None:
+            _load_seccomp(c, state)
+
+
+def _load_seccomp(c: Confinement, state: Mapping[str, Any]) -> None:
+    if c.seccomp_loaded[0] or c.program is None or c.seccomp is None:
+        return
+    # Build the agent's message before loading: after load() only the sendmsg itself may run.
+    message = scmp.listener_message(c.seccomp, state) if c.listener is not None else b""
+    fd = scmp.load(c.program)
+    c.seccomp_loaded[0] = True
+    if fd is not None:
+        try:
+            if c.listener is not None:
+                scmp.send_listener(c.listener, fd, message)
+        finally:
+            os.close(fd)  # the container must never hold its own notify fd
+
+
+def close_fds(keep: int) -> None:
+    """close_range(keep, ~0): the very last step before execve (class 2). Do nothing but execve after it."""
+    libc.close_range(keep)
+
+
+# --------------------------------------------------------------------------- the program to execute (class 1)
+# A process that runs the host interpreter inside the container exposes it as /proc/<pid>/exe, and the
+# container can then reopen that magic link for writing (CVE-2019-5736). The container's args[0] (and each
+# interpreter its #! line or ELF PT_INTERP names) is therefore resolved inside the container root with
+# openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS): a magic link such as /proc/self/exe or /dev/fd/N anywhere
+# in the chain, or a file that is the runtime's own interpreter, is refused. seal_interpreter() closes the
+# remaining race (content swapped between this check and execve) by making /proc/self/exe a sealed memfd.
+
+_HOST_EXES: set[tuple[int, int]] = set()
+_IN_ROOT = libc.RESOLVE_IN_ROOT | libc.RESOLVE_NO_MAGICLINKS
+_MAX_INTERP_DEPTH = 5  # the kernel's binfmt recursion limit
+
+
+def _remember_host_executables() -> None:
+    """(dev, ino) of our interpreter and libpython, recorded while the host fs is visible."""
+    for path in ("/proc/self/exe", sys.executable):
+        try:
+            st = os.stat(path)
+            _HOST_EXES.add((st.st_dev, st.st_ino))
+        except OSError:
+            pass
+    try:
+        with open("/proc/self/maps", encoding="ascii", errors="replace") as f:
+            for line in f:
+                parts = line.split(None, 5)
+                if len(parts) == 6 and "libpython" in parts[5]:
+                    major, minor = (int(x, 16) for x in parts[3].split(":"))
+                    _HOST_EXES.add((os.makedev(major, minor), int(parts[4])))
+    except OSError:
+        pass
+
+
+def _env_get(env: Sequence[str] | Mapping[str, str] | str | None, key: str) -> str | None:
+    if env is None or isinstance(env, str):
+        return env
+    if isinstance(env, Mapping):
+        return env.get(key)
+    for kv in reversed(list(env)):
+        if kv.startswith(key + "="):
+            return kv[len(key) + 1:]
+    return None
+
+
+def resolve_executable(args0: str, env: Sequence[str] | Mapping[str, str] | str | None, cwd: str = "/") -> str:
+    """execvp-style lookup of process.args[0] inside the container (call after pivot_root).
+
+    `env` is the container's environment (list or mapping) or directly its PATH value. Returns the path to
+    execve. Raises ChildError with "executable file not found in $PATH" / "no such file or directory" /
+    "permission denied" (podman maps those to exit 127/126), or a refusal for magic links and host binaries.
+    """
+    if not args0:
+        raise ChildError('exec: "": process.args[0] is empty')
+    if "/" in args0:
+        candidates = [args0]
+    else:
+        path = _env_get(env, "PATH")
+        dirs = (DEFAULT_PATH if path is None else path).split(":")
+        candidates = [os.path.join(d or ".", args0) for d in dirs]
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        denied = False
+        for cand in candidates:
+            full = os.path.normpath(os.path.join(cwd, cand))
+            try:
+                _check_executable(root, full, cwd, args0, 0)
+                return full
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except PermissionError:
+                denied = True  # execvp: remember EACCES, keep searching
+    finally:
+        os.close(root)
+    if denied:
+        raise ChildError(f'exec: "{args0}": permission denied')
+    if "/" in args0:
+        raise ChildError(f'exec: "{args0}": stat {args0}: no such file or directory')
+    raise ChildError(f'exec: "{args0}": executable file not found in $PATH')
+
+
+def _open_in_root(root: int, path: str, flags: int, args0: str) -> int:
+    try:
+        return libc.openat2(root, path, flags, resolve=_IN_ROOT)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise OSError(exc.errno, os.strerror(exc.errno or errno.EIO), path) from None
+    # ELOOP: a real symlink loop, or a magic link (which RESOLVE_NO_MAGICLINKS refuses).
+    try:
+        os.close(os.open(path, os.O_PATH | os.O_CLOEXEC))
+    except OSError:
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path) from None
+    raise ChildError(f'exec: "{args0}": refusing to execute {path!r}: it resolves through a /proc magic link, '
+                     "which would run a host binary inside the container (CVE-2019-5736)")
+
+
+def _check_executable(root: int, path: str, cwd: str, args0: str, depth: int) -> None:
+    fd = _open_in_root(root, path, os.O_PATH, args0)
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+    if (st.st_dev, st.st_ino) in _HOST_EXES:
+        raise ChildError(f'exec: "{args0}": refusing to execute {path!r}: it is the runtime\'s own interpreter')
+    if depth >= _MAX_INTERP_DEPTH:
+        return
+    interp = _interpreter(root, path, args0)
+    if interp:
+        _check_executable(root, os.path.normpath(os.path.join(cwd, interp)), cwd, args0, depth + 1)
+
+
+def _interpreter(root: int, path: str, args0: str) -> str | None:
+    """The #! interpreter or ELF PT_INTERP the kernel would load for `path` (None if unreadable/none)."""
+    try:
+        fd = _open_in_root(root, path, os.O_RDONLY | os.O_NONBLOCK, args0)
+    except (PermissionError, FileNotFoundError):
+        return None  # execute-only file: the kernel can still run it; nothing we can inspect
+    try:
+        head = os.pread(fd, 256, 0)
+        if head.startswith(b"#!"):
+            line = head[2:].split(b"\n", 1)[0].strip()
+            return os.fsdecode(line.split(None, 1)[0]) if line else None
+        if head.startswith(b"\x7fELF") and len(head) >= 52:
+            return _elf_interp(fd, head)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _elf_interp(fd: int, head: bytes) -> str | None:
+    is64, end = head[4] == 2, "<" if head[5] == 1 else ">"
+    if is64 and len(head) >= 64:
+        phoff, = struct.unpack_from(end + "Q", head, 0x20)
+        phentsize, phnum = struct.unpack_from(end + "HH", head, 0x36)
+    else:
+        phoff, = struct.unpack_from(end + "I", head, 0x1C)
+        phentsize, phnum = struct.unpack_from(end + "HH", head, 0x2A)
+    table = os.pread(fd, phentsize * min(phnum, 256), phoff)
+    for i in range(min(phnum, len(table) // max(phentsize, 1))):
+        ph = table[i * phentsize:(i + 1) * phentsize]
+        if len(ph) < 24 or struct.unpack_from(end + "I", ph, 0)[0] != 3:  # PT_INTERP
+            continue
+        if is64:
+            off, = struct.unpack_from(end + "Q", ph, 8)
+            size, = struct.unpack_from(end + "Q", ph, 32)
+        else:
+            off, = struct.unpack_from(end + "I", ph, 4)
+            size, = struct.unpack_from(end + "I", ph, 16)
+        return os.fsdecode(os.pread(fd, min(size, 4096), off).split(b"\0", 1)[0]) or None
+    return None
+
+
+def with_home(env: Sequence[str], uid: int) -> list[str]:
+    """process.env plus HOME from the container's /etc/passwd (read as data, no NSS) when it is unset (runc)."""
+    env = list(env)
+    if any(kv.startswith("HOME=") for kv in env):
+        return env
+    home = "/"
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = libc.openat2(root, "etc/passwd", os.O_RDONLY | os.O_NONBLOCK, resolve=_IN_ROOT)
+    except OSError:
+        fd = -1
+    finally:
+        os.close(root)
+    if fd >= 0:
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                for line in os.read(fd, 1 << 20).decode(errors="replace").splitlines():
+                    f = line.split(":")
+                    if len(f) >= 7 and f[2].isdigit() and int(f[2]) == uid and f[5]:
+                        home = f[5]
+                        break
+        finally:
+            os.close(fd)
+    return env + [f"HOME={home}"]
+
+
+def seal_interpreter() -> None:
+    """Re-exec this interpreter once from a sealed memfd, so /proc/self/exe of every pyoci process that
+    enters a container is an unwritable copy (class 1; runc's exeseal, youki's pentacle).
+
+    Call first thing in `create`/`run`/`exec`; a no-op once sealed. Falls back (with a debug line) when the
+    kernel refuses executable memfds.
+    """
+    if os.environ.pop(SEALED_ENV, None) == "1":
+        return
+    F_ADD_SEALS, F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE, F_SEAL_EXEC = 1033, 1, 2, 4, 8, 0x20
+    MFD_EXEC = 0x10
+    try:
+        src = os.open("/proc/self/exe", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            try:
+                mfd = os.memfd_create("pyoci", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING | MFD_EXEC)
+            except OSError:  # kernels before 6.3 do not know MFD_EXEC
+                mfd = os.memfd_create("pyoci", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            size = os.fstat(src).st_size
+            offset = 0
+            while offset < size:
+                n = os.sendfile(mfd, src, offset, size - offset)
+                if n <= 0:
+                    raise OSError(errno.EIO, "short copy of the interpreter")
+                offset += n
+        finally:
+            os.close(src)
+        seals = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE
+        try:
+            fcntl.fcntl(mfd, F_ADD_SEALS, seals | F_SEAL_EXEC)
+        except OSError:
+            fcntl.fcntl(mfd, F_ADD_SEALS, seals)
+        env = dict(os.environ)
+        env[SEALED_ENV] = "1"
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(mfd, [sys.executable, *sys.orig_argv[1:]], env)
+    except OSError as exc:
+        log.debug("cannot re-exec from a sealed copy of the interpreter: %s", exc)
