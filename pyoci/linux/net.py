@@ -190,8 +190,8 @@ def _sockets(netns_path: str) -> Iterator[tuple["IPRoute", "IPRoute", int, int]]
         os.close(target_fd)
 
 
-def pin_netns(pid: int, dest: str) -> None:
-    """Keep the network namespace of `pid` alive after its processes exit: bind-mount it on `dest`.
+def pin_netns(netns_path: str, dest: str) -> None:
+    """Keep the network namespace at `netns_path` alive after its processes exit: bind-mount it on `dest`.
 
     Needed to give linux.netDevices back on delete: when the last process of a namespace exits, the
     kernel destroys virtual devices and sends physical ones to the *initial* namespace without their
@@ -200,7 +200,7 @@ def pin_netns(pid: int, dest: str) -> None:
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
     os.close(fd)
     try:
-        libc.mount(f"/proc/{pid}/ns/net", dest, None, libc.MS_BIND)
+        libc.mount(netns_path, dest, None, libc.MS_BIND)
     except BaseException:
         os.unlink(dest)
         raise
@@ -288,11 +288,14 @@ def _set_state(ipr: "IPRoute", index: int, ifname: str, up: bool) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # linux.netDevices
 
-def move_netdevices(netdevices: Mapping[str, Any], netns_path: str) -> list[dict[str, Any]]:
+def move_netdevices(netdevices: Mapping[str, Any], netns_path: str,
+                    pin_dir: str | None = None) -> list[dict[str, Any]]:
     """Move linux.netDevices into the namespace at `netns_path`, renamed, up, with their addresses.
 
     Runs in the runtime namespace (createRuntime point). All or nothing: on failure the devices moved so
-    far go back. Returns a JSON-able record for return_netdevices().
+    far go back. With `pin_dir` (the container's state dir; pass it only for a namespace pyoci created),
+    the namespace is pinned at <pin_dir>/netns so return_netdevices() can still reach it after the
+    container exited. Returns a JSON-able record for return_netdevices().
     Raises ConfigError (missing / unmovable device, name clash) or SyscallError.
     """
     moves = plan_netdevices(netdevices)
@@ -302,16 +305,23 @@ def move_netdevices(netdevices: Mapping[str, Any], netns_path: str) -> list[dict
         raise ConfigError("linux.netDevices: the container has no network namespace of its own "
                           "(add a 'network' entry without 'path' to linux.namespaces)")
     record: list[dict[str, Any]] = []
+    pin = os.path.join(pin_dir, "netns") if pin_dir else None
     with _sockets(netns_path) as (host, target, host_fd, target_fd):
         host_links, target_links = _links(host), _links(target)
         for mv in moves:  # check everything before moving anything
             _check_movable(mv, host_links, target_links)
+        if pin:
+            pin_netns(netns_path, pin)
         try:
             for mv in moves:
                 _move_one(mv, host, target, host_links[mv.host_name], target_fd, record)
         except BaseException:
             _return_all(record, host, target, host_fd)
+            if pin:
+                unpin_netns(pin)
             raise
+    for entry in record:
+        entry["pin"] = pin
     return record
 
 
@@ -377,25 +387,37 @@ def _move_one(mv: NetDevMove, host: "IPRoute", target: "IPRoute", link: Any, tar
 def return_netdevices(record: list[dict[str, Any]], netns_path: str | None) -> None:
     """Give linux.netDevices back to the runtime namespace with their host names, addresses and up state.
 
-    netns_path None (namespace already gone): look for devices the kernel returned to this namespace (same
-    ifindex and MAC) and restore their name and addresses; virtual ones are gone, which is logged.
+    The namespace is reached through `netns_path` if it still exists, else through the pin made by
+    move_netdevices(pin_dir=…), which is then removed. Without either (namespace already gone): look for
+    devices the kernel returned to this namespace (same ifindex and MAC) and restore their name and
+    addresses; virtual ones are gone, which is logged.
     Best effort: problems are logged as warnings, never raised (it runs on delete).
     """
     if not record:
         return
-    if netns_path is not None and os.path.exists(netns_path):
-        try:
-            with _sockets(netns_path) as (host, target, host_fd, _):
-                _return_all(record, host, target, host_fd)
-            return
-        except PyociError as exc:
-            log.warning("netDevices: cannot open the container's network namespace %r: %s", netns_path, exc)
-    host = _iproute()
+    pins = sorted({e["pin"] for e in record if e.get("pin")})
     try:
-        for entry in record:
-            _adopt_returned(host, entry)
+        for path in [netns_path, *pins]:
+            if path is None or not os.path.exists(path):
+                continue
+            try:
+                with _sockets(path) as (host, target, host_fd, _):
+                    _return_all(record, host, target, host_fd)
+                return
+            except PyociError as exc:
+                log.warning("netDevices: cannot open the container's network namespace %r: %s", path, exc)
+        host = _iproute()
+        try:
+            for entry in record:
+                _adopt_returned(host, entry)
+        finally:
+            host.close()
     finally:
-        host.close()
+        for pin in pins:
+            try:
+                unpin_netns(pin)
+            except (OSError, PyociError) as exc:
+                log.warning("netDevices: cannot remove the namespace pin %r: %s", pin, exc)
 
 
 def _return_all(record: list[dict[str, Any]], host: "IPRoute", target: "IPRoute", host_fd: int) -> None:

@@ -216,7 +216,7 @@ def test_netdevice_moves_in_with_addresses_and_comes_back(testns: TestNetns, tmp
     assert box.run(BUSYBOX, "ping", "-c", "1", "-W", "2", "10.99.0.2").returncode == 0
     # pin the namespace the way the runtime does, so it outlives its last process, then give back
     pin = str(tmp_path / "netns")
-    net.pin_netns(box.pid, pin)
+    net.pin_netns(box.netns, pin)
     try:
         box.stop()
         testns.call(_return, record, pin)
@@ -226,6 +226,25 @@ def test_netdevice_moves_in_with_addresses_and_comes_back(testns: TestNetns, tmp
     assert sorted(testns.addrs("nd0")) == ["10.99.0.1/24", "10.99.1.1/24", "fd99::1/64"]
     assert "nd0:sec" in testns.run("ip", "addr", "show", "nd0").stdout  # the label followed the name
     assert testns.run(BUSYBOX, "ping", "-c", "1", "-W", "2", "10.99.0.2").returncode == 0
+
+
+def _move_pinned(devs: dict[str, Any], path: str, pin_dir: str) -> list[dict[str, Any]]:
+    from pyoci.linux import net
+    return net.move_netdevices(devs, path, pin_dir=pin_dir)
+
+
+def test_pinned_namespace_gives_devices_back_after_the_container_exited(testns: TestNetns,
+                                                                        tmp_path: Path) -> None:
+    """The runtime's path: move with pin_dir=<state dir>; on delete return_netdevices(record, None)."""
+    _make_netdev(testns)
+    box = testns.box()
+    record = testns.call(_move_pinned, {"nd0": {"name": "ctr0"}}, box.netns, str(tmp_path))
+    assert record[0]["pin"] == str(tmp_path / "netns")
+    box.stop()  # the container's last process is gone; the pin keeps its namespace (and nd0) alive
+    assert "nd0" not in testns.links()
+    testns.call(_return, record, None)
+    assert sorted(testns.addrs("nd0")) == ["10.99.0.1/24", "10.99.1.1/24", "fd99::1/64"]
+    assert not (tmp_path / "netns").exists()  # unpinned: the namespace is gone now
 
 
 def test_netdevice_name_template(testns: TestNetns) -> None:
@@ -256,12 +275,13 @@ def test_netdevice_checks_before_moving_anything(testns: TestNetns) -> None:
         testns.call(_move, {"nd0": {}}, testns.path)
 
 
-def test_unmovable_device_rolls_back_the_others(testns: TestNetns) -> None:
+def test_unmovable_device_rolls_back_the_others(testns: TestNetns, tmp_path: Path) -> None:
     _make_netdev(testns)
     testns.sh("ip link add br9 type bridge")  # bridges are netns-local: the kernel refuses the move
     box = testns.box()
     with pytest.raises(ConfigError) as e:
-        testns.call(_move, {"nd0": {"name": "ctr0"}, "br9": {}}, box.netns)
+        testns.call(_move_pinned, {"nd0": {"name": "ctr0"}, "br9": {}}, box.netns, str(tmp_path))
+    assert not (tmp_path / "netns").exists()  # the pin went with the failure
     assert str(e.value).startswith("linux.netDevices['br9']: cannot be moved to another network namespace")
     assert "EINVAL" in str(e.value)
     # nd0 had already moved: it is back, with its name, addresses and up state
