@@ -9,11 +9,14 @@ an import, dlopen or NSS lookup would run its code (security.md §2, class 15).
 from __future__ import annotations
 
 import dataclasses
+import encodings.ascii  # noqa: F401 - codecs are looked up lazily; after the fork we may not be able to
+import encodings.latin_1  # noqa: F401   read the host's stdlib (userns uid, pivot_root), so load them now
 import logging
 import os
 import signal
 import socket
 import sys
+import traceback
 from typing import Any, NoReturn
 
 from pyoci import confine, hooks, rootfs, sync
@@ -44,6 +47,10 @@ class InitContext:
 def _die(sock: socket.socket | None, exc: BaseException) -> NoReturn:
     """Report an error to the parent (or stderr once the sync socket is closed) and exit."""
     msg = str(exc) or exc.__class__.__name__
+    if logging.getLogger().isEnabledFor(logging.DEBUG) or os.environ.get("PYOCI_TRACEBACK"):
+        # Frames only: after pivot_root, reading source lines would open files in the container's rootfs.
+        frames = traceback.StackSummary.extract(traceback.walk_tb(exc.__traceback__), lookup_lines=False)
+        msg += "".join(f"\n  {f.filename}:{f.lineno} in {f.name}" for f in frames)
     try:
         if sock is not None:
             sync.send(sock, type="error", msg=msg)
