@@ -260,6 +260,29 @@ def fstatfs(fd: int) -> tuple[int, int]:
 NS_GET_NSTYPE = 0xB703
 
 
+# --- rootfs / mounts / devices helpers (appended by the filesystem work) ---
+MS_POSIXACL = 1 << 16
+STATX_MNT_ID = 0x1000
+STATX_MNT_ID_UNIQUE = 0x4000
+RENAME_EXCHANGE = 2
+
+
+def statx_mnt_id(fd: int) -> int:
+    """Mount id of the mount that fd lives on (statx STATX_MNT_ID on the fd itself)."""
+    buf = ctypes.create_string_buffer(256)
+    fn = _libc.statx
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
+    _check(fn(fd, b"", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, buf), "statx", fd=fd)
+    mask, = struct.unpack_from("I", buf.raw, 0)
+    if not mask & STATX_MNT_ID:
+        raise SyscallError("statx (no STATX_MNT_ID)", 95, fd=fd)
+    return int(struct.unpack_from("Q", buf.raw, 144)[0])
+
+
+def chroot(path: str) -> None:
+    _check(_libc.chroot(_b(path)), "chroot", path=path)
+
+
 # --------------------------------------------------------------------------- process confinement
 # (capabilities, seccomp, scheduler, I/O priority, personality, keyrings, rlimits: used by pyoci.confine)
 import errno  # noqa: E402  (this section is appended; resource is a C extension: load it now, never after pivot)
