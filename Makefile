@@ -10,7 +10,7 @@ setup: $(VENV)/.installed $(ROOTFS)/bin/busybox
 $(VENV)/.installed: setup.cfg pyproject.toml scripts/setup-host.sh
 	sh scripts/setup-host.sh
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
 	touch $@
 
 $(ROOTFS)/bin/busybox:

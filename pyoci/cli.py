@@ -17,8 +17,11 @@ from pyoci import OCI_VERSION, __version__, logs
 from pyoci.errors import PyociError
 from pyoci.state import StateStore, default_root
 
-# Modules that add their own subcommands with register(sub); imported only if present.
-EXTRA_COMMAND_MODULES = ("pyoci.cgroup_cmds", "pyoci.network", "pyoci.exec_cmd")
+# Modules that add their own subcommands with register(sub). Imported only when their command is the one
+# being run (or for --help): `state`/`kill`/`delete` run on every containerd and podman call.
+EXTRA_COMMANDS = {"exec": "pyoci.exec_cmd", "pause": "pyoci.cgroup_cmds", "resume": "pyoci.cgroup_cmds",
+                  "update": "pyoci.cgroup_cmds", "ps": "pyoci.cgroup_cmds", "events": "pyoci.cgroup_cmds",
+                  "network": "pyoci.network"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,7 +48,21 @@ def _create_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("id")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_word(argv: list[str]) -> str | None:
+    """The first argument that is not a global flag or its value (the command name)."""
+    takes_value = {"--root", "-root", "--log", "-log", "--log-format", "-log-format", "--rootless", "-rootless"}
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in takes_value:
+            skip = True
+        elif not a.startswith("-"):
+            return a
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = _Parser(prog="pyoci", description="pyoci: an OCI container runtime in Python", allow_abbrev=False)
     _flag(p, "--root", default=None, help="state directory (default /run/pyoci, $XDG_RUNTIME_DIR/pyoci non-root)")
     _flag(p, "--log", default=None, help="log file (default stderr)")
@@ -90,10 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_spec)
     f = sub.add_parser("features", help="print the OCI features JSON")
     f.set_defaults(func=cmd_features)
-    for mod in EXTRA_COMMAND_MODULES:
+    word = _command_word(sys.argv[1:] if argv is None else argv)
+    wanted = [EXTRA_COMMANDS[word]] if word in EXTRA_COMMANDS else []
+    if word is None or word not in _CORE:  # help or an unknown command: list everything
+        wanted = list(dict.fromkeys(EXTRA_COMMANDS.values()))
+    for mod in wanted:
         if importlib.util.find_spec(mod) is not None:
             importlib.import_module(mod).register(sub)
     return p
+
+
+_CORE = {"create", "run", "start", "state", "kill", "delete", "list", "spec", "features"}
 
 
 def _store(args: argparse.Namespace) -> StateStore:
@@ -188,7 +212,7 @@ def version_text() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logs.setup(args.log, args.log_format, args.debug)
     if args.version:
