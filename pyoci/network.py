@@ -51,8 +51,8 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "ifname": ("str", f"container end name (default: {DEFAULT_IFNAME})"),
     "host-addr": ("list", "address/prefix for the host end, IPv4 or IPv6 (repeatable)"),
     "addr": ("list", "address/prefix inside the container, IPv4 or IPv6 (repeatable)"),
-    "gateway": ("list", "default route inside, one per family; default: the host end's address of that "
-                        "family when it is in the container's subnet; 'none' for no default route"),
+    "gateway": ("list", ("default route inside, one per family; default: the host end's address of that "
+                         "family when it is in the container's subnet; 'none' for no default route")),
     "bridge": ("str", "enslave the host end to this existing bridge (then put addresses on the bridge)"),
     "mtu": ("int", "MTU of both ends"),
     "nat": ("bool", "masquerade traffic from the container's subnets leaving through other interfaces"),
@@ -303,7 +303,7 @@ def up(state: Mapping[str, Any], plan: NetworkPlan) -> dict[str, Any]:
         except BaseException:
             try:
                 _undo(record, plan.record_dir)
-            except Exception as exc:  # report the original failure, not the clean-up's
+            except Exception as exc:  # noqa: BLE001 - report the original failure, not the clean-up's
                 log.warning("network: clean-up after a failed 'up' for %r: %s", plan.cid, exc)
             raise
     log.info("network: %s ↔ %s (%s) up for container %r", plan.veth.host_name, plan.veth.peer_name,

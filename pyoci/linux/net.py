@@ -151,7 +151,7 @@ def _open_ns(path: str) -> int:
         raise SyscallError("open netns", exc.errno or errno.EIO, path=path) from exc
 
 
-def _iproute(netns_fd: int | None = None) -> "IPRoute":
+def _iproute(netns_fd: int | None = None) -> IPRoute:
     """An rtnetlink socket bound to the namespace `netns_fd` (None: the current one).
 
     A netlink socket belongs to the namespace it was created in, so a setns() round trip on this thread
@@ -174,7 +174,7 @@ def _iproute(netns_fd: int | None = None) -> "IPRoute":
 
 
 @contextlib.contextmanager
-def _sockets(netns_path: str) -> Iterator[tuple["IPRoute", "IPRoute", int, int]]:
+def _sockets(netns_path: str) -> Iterator[tuple[IPRoute, IPRoute, int, int]]:
     """(host socket, target socket, host ns fd, target ns fd), all closed on exit."""
     target_fd = _open_ns(netns_path)
     host_fd = _open_ns("/proc/thread-self/ns/net")
@@ -228,7 +228,7 @@ def _nl_error(exc: Exception, op: str, **args: object) -> PyociError:
     return PyociError(f"{op} {' '.join(f'{k}={v}' for k, v in args.items() if v is not None)}: {exc}")
 
 
-def _links(ipr: "IPRoute") -> dict[str, Any]:
+def _links(ipr: IPRoute) -> dict[str, Any]:
     return {msg.get_attr("IFLA_IFNAME"): msg for msg in ipr.link("dump")}
 
 
@@ -237,12 +237,12 @@ def _link_kind(msg: Any) -> str | None:
     return info.get_attr("IFLA_INFO_KIND") if info is not None else None
 
 
-def _index(ipr: "IPRoute", name: str) -> int | None:
+def _index(ipr: IPRoute, name: str) -> int | None:
     found = ipr.link_lookup(ifname=name)
     return found[0] if found else None
 
 
-def _kept_addresses(ipr: "IPRoute", index: int) -> list[dict[str, Any]]:
+def _kept_addresses(ipr: IPRoute, index: int) -> list[dict[str, Any]]:
     """Permanent, global-scope addresses of a link (what config-linux.md#network-devices says to keep)."""
     kept = []
     for msg in ipr.addr("dump", index=index):
@@ -258,10 +258,10 @@ def _kept_addresses(ipr: "IPRoute", index: int) -> list[dict[str, Any]]:
     return kept
 
 
-def _add_addresses(ipr: "IPRoute", index: int, ifname: str, addrs: list[dict[str, Any]],
+def _add_addresses(ipr: IPRoute, index: int, ifname: str, addrs: list[dict[str, Any]],
                    old_name: str | None = None) -> None:
     for a in addrs:
-        kw = {k: a[k] for k in ("address", "prefixlen", "local", "broadcast") if k in a}
+        kw: dict[str, Any] = {k: a[k] for k in ("address", "prefixlen", "local", "broadcast") if k in a}
         if a.get("flags"):
             kw["flags"] = a["flags"]
         label = a.get("label")
@@ -278,7 +278,7 @@ def _add_addresses(ipr: "IPRoute", index: int, ifname: str, addrs: list[dict[str
                             addr=f"{a['address']}/{a['prefixlen']}") from exc
 
 
-def _set_state(ipr: "IPRoute", index: int, ifname: str, up: bool) -> None:
+def _set_state(ipr: IPRoute, index: int, ifname: str, up: bool) -> None:
     try:
         ipr.link("set", index=index, state="up" if up else "down")
     except Exception as exc:
@@ -339,7 +339,7 @@ def _check_movable(mv: NetDevMove, host_links: dict[str, Any], target_links: dic
                           "(use a '%d' template to let the kernel pick a free name)")
 
 
-def _move_one(mv: NetDevMove, host: "IPRoute", target: "IPRoute", link: Any, target_fd: int,
+def _move_one(mv: NetDevMove, host: IPRoute, target: IPRoute, link: Any, target_fd: int,
               record: list[dict[str, Any]]) -> None:
     index = link["index"]
     entry: dict[str, Any] = {
@@ -420,15 +420,15 @@ def return_netdevices(record: list[dict[str, Any]], netns_path: str | None) -> N
                 log.warning("netDevices: cannot remove the namespace pin %r: %s", pin, exc)
 
 
-def _return_all(record: list[dict[str, Any]], host: "IPRoute", target: "IPRoute", host_fd: int) -> None:
+def _return_all(record: list[dict[str, Any]], host: IPRoute, target: IPRoute, host_fd: int) -> None:
     for entry in reversed(record):
         try:
             _return_one(entry, host, target, host_fd)
-        except Exception as exc:  # keep going: give back as much as possible
+        except Exception as exc:  # noqa: BLE001 - keep going: give back as much as possible
             log.warning("netDevices: could not give %r back to the runtime namespace: %s", entry["hostName"], exc)
 
 
-def _return_one(entry: dict[str, Any], host: "IPRoute", target: "IPRoute", host_fd: int) -> None:
+def _return_one(entry: dict[str, Any], host: IPRoute, target: IPRoute, host_fd: int) -> None:
     index = entry["ifindex"]
     found = [m for m in target.link("dump") if m["index"] == index]
     if not found:
@@ -452,14 +452,14 @@ def _return_one(entry: dict[str, Any], host: "IPRoute", target: "IPRoute", host_
     _restore_on_host(host, back[0]["index"], back[0].get_attr("IFLA_IFNAME"), entry)
 
 
-def _restore_on_host(host: "IPRoute", index: int, name: str, entry: dict[str, Any]) -> None:
+def _restore_on_host(host: IPRoute, index: int, name: str, entry: dict[str, Any]) -> None:
     _add_addresses(host, index, name, entry["addresses"], old_name=entry["hostName"])
     if entry.get("wasUp"):
         _set_state(host, index, name, True)
     log.debug("netDevices: %s is back as %s (ifindex %d)", entry["hostName"], name, index)
 
 
-def _adopt_returned(host: "IPRoute", entry: dict[str, Any]) -> None:
+def _adopt_returned(host: IPRoute, entry: dict[str, Any]) -> None:
     """After the namespace died: find the device the kernel sent back (same ifindex+MAC) and restore it."""
     for msg in host.link("dump"):
         if msg["index"] in (entry["ifindex"], entry["hostIfindex"]) and msg.get_attr("IFLA_ADDRESS") == entry["mac"]:
@@ -468,7 +468,7 @@ def _adopt_returned(host: "IPRoute", entry: dict[str, Any]) -> None:
                 try:
                     host.link("set", index=msg["index"], ifname=entry["hostName"])
                     name = entry["hostName"]
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - pyroute2 raises more than NetlinkError
                     log.warning("netDevices: cannot rename %r back to %r: %s", name, entry["hostName"], exc)
             _restore_on_host(host, msg["index"], name, entry)
             return
@@ -537,7 +537,7 @@ def create_veth(plan: VethPlan, netns_path: str) -> int:
         return index
 
 
-def _configure_veth(plan: VethPlan, host: "IPRoute", target: "IPRoute", index: int,
+def _configure_veth(plan: VethPlan, host: IPRoute, target: IPRoute, index: int,
                     bridge_index: int | None) -> None:
     peer = _index(target, plan.peer_name)
     if peer is None:
@@ -561,7 +561,7 @@ def _configure_veth(plan: VethPlan, host: "IPRoute", target: "IPRoute", index: i
             raise _nl_error(exc, "netlink RTM_NEWROUTE", dst="default", via=gw, dev=plan.peer_name) from exc
 
 
-def _addr_add(ipr: "IPRoute", index: int, ifname: str, cidr: str) -> None:
+def _addr_add(ipr: IPRoute, index: int, ifname: str, cidr: str) -> None:
     try:
         ipr.addr("add", index=index, **_cidr_kw(cidr))
     except Exception as exc:

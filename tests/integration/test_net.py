@@ -13,8 +13,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -165,12 +166,11 @@ def _lo_check() -> tuple[bool, int, bool, bool]:
             err = exc.errno or 0
     net.loopback_up()
     net.loopback_up()  # idempotent
-    with socket.create_server(("127.0.0.1", 0)) as srv:
-        with socket.create_connection(srv.getsockname(), timeout=2) as c:
-            conn, _ = srv.accept()
-            c.sendall(b"ping")
-            echoed = conn.recv(4) == b"ping"
-            conn.close()
+    with socket.create_server(("127.0.0.1", 0)) as srv, socket.create_connection(srv.getsockname(), timeout=2) as c:
+        conn, _ = srv.accept()
+        c.sendall(b"ping")
+        echoed = conn.recv(4) == b"ping"
+        conn.close()
     assert "pyroute2" not in sys.modules  # loopback_up must not pull it in (~200 ms)
     return before, err, lo_up(), echoed
 

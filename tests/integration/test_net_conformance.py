@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from conformance.core import Facts, Run, RunError, Scenario, drive_probe  # noqa: E402
-from conformance.scenarios import both, eq  # noqa: E402
+from conformance.core import Facts, Run, RunError, Scenario, drive_probe
+from conformance.scenarios import both, eq
 
 ADDRS = "inet 10.98.0.1/24\ninet6 fd98::1/64"
 

@@ -72,7 +72,7 @@ class Ctr:
             p = self.ns.run(*cmd, check=False, **kw)
         else:
             kw.setdefault("capture_output", True)
-            p = subprocess.run(cmd, text=True, timeout=60, cwd=REPO, **kw)
+            p = subprocess.run(cmd, check=False, text=True, timeout=60, cwd=REPO, **kw)
         if check and p.returncode != 0:
             raise AssertionError(f"pyoci {' '.join(args)}: rc={p.returncode}: {p.stderr}")
         return p
