@@ -378,12 +378,13 @@ def _move_one(mv: NetDevMove, host: IPRoute, target: IPRoute, link: Any, target_
               entry["ifindex"], len(entry["addresses"]))
 
 
-# config-linux.md#network-devices says the device's life follows the network namespace's and the runtime MUST
-# NOT move it back. pyoci gives devices back anyway, but ONLY from a namespace it created itself (the lead pins
-# it with pin_netns() so it outlives the container): that namespace dies because of *our* delete, and letting
-# the kernel reap it would destroy a virtual device or drop a physical one into the initial namespace without
-# its addresses (possibly as "devN") — a create/delete cycle would silently lose host configuration. A
-# namespace joined by `path` belongs to someone else: the lead must not call this for it (spec behaviour).
+# Spec clause (config-linux.md#network-devices, runtime-spec 1.3): the device's life follows its network
+# namespace and the runtime MUST NOT move it back. pyoci knowingly departs from that, but ONLY for a namespace
+# it created itself (move_netdevices(pin_dir=…) pins it so it outlives the container): that namespace dies
+# because of *our* delete, and letting the kernel reap it destroys a virtual device, or drops a physical one
+# into the *initial* namespace (not the runtime's) without its addresses, possibly renamed "devN" — every
+# create/delete cycle would lose host configuration, and a second create of the same bundle would fail.
+# A namespace joined by `path` belongs to someone else: no pin, and the caller does not return its devices.
 def return_netdevices(record: list[dict[str, Any]], netns_path: str | None) -> None:
     """Give linux.netDevices back to the runtime namespace with their host names, addresses and up state.
 
