@@ -68,7 +68,7 @@ def plan_devices(spec: dict[str, Any]) -> tuple[DeviceNode, ...]:
         if kind != "p" and (major < 0 or minor < 0):  # type: ignore[operator]
             raise ConfigError(f"config.json: {field}: negative major/minor")
         mode = d.get("fileMode", 0o666)
-        if not isinstance(mode, int) or not 0 <= mode <= 0o7777 | stat.S_IFMT:
+        if not isinstance(mode, int) or not 0 <= mode <= 0o177777:
             raise ConfigError(f"config.json: {field}.fileMode: invalid mode {mode!r}")
         out.pop(cpath, None)
         out[cpath] = DeviceNode(cpath, "c" if kind == "u" else kind, major or 0, minor or 0,

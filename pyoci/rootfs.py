@@ -76,9 +76,12 @@ def prepare(spec: dict[str, Any], *, bundle: str, rootfs: str, userns: bool, no_
 def _prepare_root(m: FdMounter, proc: ProcHandle, rootfs: str, flag: int) -> None:
     """runc prepareRoot: '/' rslave (or rootfsPropagation) so nothing we mount reaches the host, the
     rootfs' parent mount private (pivot_root refuses a shared parent), then rootfs bound onto itself."""
+    if not flag or flag & libc.MS_UNBINDABLE:
+        # an unbindable '/' could not be the source of the rootfs bind: that part waits for finalize()
+        flag = libc.MS_SLAVE | libc.MS_REC
     root = paths.open_root("/")
     try:
-        m.propagate(root, flag or libc.MS_SLAVE | libc.MS_REC, what="/")
+        m.propagate(root, flag, what="/")
     finally:
         os.close(root)
     rfd = paths.open_root(rootfs)

@@ -156,7 +156,7 @@ def mkdir_all_in_root(root_fd: int, path: str, mode: int = 0o755) -> int:
     fd, missing = walk(root_fd, path)
     try:
         for comp in missing:
-            fd = _mkdir_step(fd, comp, mode, path)
+            fd = _step(fd, _mkdir_step(fd, comp, mode, path))
         if not stat.S_ISDIR(os.fstat(fd).st_mode):
             raise SyscallError("mkdir in rootfs", errno.ENOTDIR, path=clean(path))
         return fd
@@ -165,8 +165,13 @@ def mkdir_all_in_root(root_fd: int, path: str, mode: int = 0o755) -> int:
         raise
 
 
+def _step(old: int, new: int) -> int:
+    os.close(old)
+    return new
+
+
 def _mkdir_step(dir_fd: int, comp: str, mode: int, path: str) -> int:
-    """mkdirat + open it O_NOFOLLOW; closes dir_fd, returns the new directory's fd."""
+    """mkdirat + open it O_NOFOLLOW; returns the new directory's fd (dir_fd stays open)."""
     try:
         try:
             os.mkdir(comp, mode, dir_fd=dir_fd)
@@ -175,8 +180,6 @@ def _mkdir_step(dir_fd: int, comp: str, mode: int, path: str) -> int:
         return os.open(comp, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | _O, dir_fd=dir_fd)
     except OSError as exc:
         raise _err("mkdir in rootfs", exc, path) from None
-    finally:
-        os.close(dir_fd)
 
 
 def open_parent_in_root(root_fd: int, path: str, mode: int = 0o755) -> tuple[int, str]:
@@ -207,7 +210,7 @@ def create_file_in_root(root_fd: int, path: str, mode: int = 0o644, *, dir_mode:
     fd, missing = walk(root_fd, path)
     try:
         for comp in missing[:-1]:
-            fd = _mkdir_step(fd, comp, dir_mode, path)
+            fd = _step(fd, _mkdir_step(fd, comp, dir_mode, path))
         if not missing:  # appeared meanwhile
             if stat.S_ISDIR(os.fstat(fd).st_mode):
                 raise SyscallError("create file in rootfs", errno.EISDIR, path=clean(path))

@@ -15,6 +15,7 @@ import shutil
 import signal
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,11 +72,17 @@ class Workdir:
         self.path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
         self.path.chmod(0o755)
 
-    def bundle(self, name: str = "bundle") -> tuple[Path, Path]:
+    def bundle(self, name: str = "bundle", *, owner: int | None = None) -> tuple[Path, Path]:
+        """A bundle dir with a copy of the busybox rootfs; owner: chown it (a user namespace's root)."""
         b = self.path / name
         b.mkdir()
         r = b / "rootfs"
         shutil.copytree(BUSYBOX_ROOTFS, r, symlinks=True)
+        if owner is not None:
+            for root, dirs, files in os.walk(r):
+                for n in dirs + files:
+                    os.lchown(os.path.join(root, n), owner, owner)
+            os.lchown(r, owner, owner)
         return b, r
 
     def canary_dir(self, name: str = "canary") -> Path:
@@ -211,6 +218,8 @@ def _child(spec: dict[str, Any], w: int, uw: int, gr: int, *, bundle: str, rootf
             msg = {"ok": True, "data": check() if check else {}}
         except BaseException as exc:  # noqa: BLE001 - reported to the parent
             msg = {"ok": False, "error": str(exc), "type": type(exc).__name__}
+            if os.environ.get("PYOCI_HARNESS_TB"):
+                msg["error"] += "\n" + traceback.format_exc()
         os.write(w, json.dumps(msg).encode())
     finally:
         os._exit(0)
