@@ -360,6 +360,8 @@ def test_hook_options_from_annotations_and_bridge(testns: TestNetns, tmp_path: P
 def test_nat_rules_appear_and_disappear_in_the_test_namespace_only(testns: TestNetns, tmp_path: Path,
                                                                    backend: str) -> None:
     host_rules, host_fwd = _host_ruleset(), Path("/proc/sys/net/ipv4/ip_forward").read_text()
+    # A new namespace inherits ip_forward from the initial one (devconf_inherit_init_net=0): start from 0.
+    testns.sh("echo 0 > /proc/sys/net/ipv4/ip_forward")
     box = testns.box()
     rec = str(tmp_path / "rec")
     args = ["up", "--record-dir", rec, *SEED_UP, "--nat", "--nat-backend", backend]
@@ -384,6 +386,7 @@ def test_failed_up_leaves_nothing_behind(testns: TestNetns, tmp_path: Path) -> N
     # a foreign table with our name makes NAT fail *after* the veth exists: everything must be undone
     table = nft_table("net-d")
     testns.run("nft", "add", "table", "inet", table)
+    testns.sh("echo 0 > /proc/sys/net/ipv4/ip_forward")
     up = testns.run(*HOOK, "up", "--record-dir", str(rec), *SEED_UP, "--nat", "--nat-backend", "nft",
                     input=_state("net-d", box.pid), check=False)
     assert up.returncode == 1
