@@ -77,3 +77,47 @@ def test_podman_detached_stop_and_remove(podman):
         assert insp.stdout.strip() == "exited"
     finally:
         podman("rm", "-f", "pyoci-test-detached")
+
+
+@pytest.fixture(scope="module")
+def ctr(podman, tmp_path_factory):
+    """A private containerd (its own root, state and socket in a temp dir) with the busybox image."""
+    exe = shutil.which("containerd")
+    if not exe or not shutil.which("ctr"):
+        pytest.skip("containerd is not installed")
+    tmp = Path(tempfile.mkdtemp(prefix="pyoci-ctd-"))
+    ns = f"pyoci-test-{tmp.name[-6:]}"
+    (tmp / "config.toml").write_text(
+        f'version = 2\nroot = "{tmp}/root"\nstate = "{tmp}/state"\n[grpc]\n  address = "{tmp}/ctd.sock"\n'
+        f'[ttrpc]\n  address = "{tmp}/ctd-ttrpc.sock"\n[debug]\n  level = "warn"\n')
+    daemon = subprocess.Popen([exe, "--config", str(tmp / "config.toml")], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    base = ["ctr", "-a", str(tmp / "ctd.sock"), "-n", ns]
+    try:
+        for _ in range(100):
+            if (tmp / "ctd.sock").exists():
+                break
+            subprocess.run(["sleep", "0.05"])
+        archive = tmp / "img.tar"
+        assert podman("save", "--format", "oci-archive", "-o", str(archive), "localhost/pyoci-test:busybox",
+                      runtime="/usr/sbin/runc").returncode == 0
+        subprocess.run([*base, "image", "import", "--base-name", "localhost/pyoci-test", str(archive)],
+                       check=True, capture_output=True)
+
+        def run(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([*base, *args], capture_output=True, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+        yield run
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=20)
+        shutil.rmtree(f"/run/containerd/runc/{ns}", ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_containerd_run_exit_codes_and_errors(ctr):
+    p = ctr("run", "--rm", "--runc-binary", PYOCI_BIN, "localhost/pyoci-test:busybox", "e1", "sh", "-c",
+            "echo hi; exit 3")
+    assert p.returncode == 3 and p.stdout == "hi\n", p.stderr
+    p = ctr("run", "--rm", "--runc-binary", PYOCI_BIN, "localhost/pyoci-test:busybox", "e2", "/nonexistent")
+    assert p.returncode != 0 and "no such file or directory" in p.stderr  # our JSON log line reached ctr
