@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the host packages pyoci's demo and tests need (Debian/Ubuntu, as root). Quick when all are present.
 set -eu
-pkgs="busybox-static runc crun libcap-dev libseccomp2 python3-venv python3-dev gcc iproute2 iptables file"
+pkgs="busybox-static runc crun libcap-dev libseccomp2 python3-venv python3-dev gcc iproute2 iptables nftables file podman containerd util-linux"
 missing=""
 for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 [ -z "$missing" ] && exit 0
