@@ -19,7 +19,10 @@ pytestmark = pytest.mark.root
 PYOCI_BIN = str(Path(sys.executable).parent / "pyoci")
 # This machine's hard RLIMIT_NOFILE/NPROC are below podman's defaults and CAP_SYS_RESOURCE is not in the
 # bounding set: runc fails the same way without these flags.
-ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+           # House rule: nothing in the host's network namespace. podman's default bridge network makes
+           # netavark add iptables chains and switch on ip_forward on the host: use no network at all.
+           "--network", "none"]
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +33,7 @@ def podman():
     tmp = Path(tempfile.mkdtemp(prefix="pyoci-podman-"))
     base = [exe, "--root", str(tmp / "storage"), "--runroot", str(tmp / "run"), "--cgroup-manager", "cgroupfs",
             "--events-backend", "none"]
+    forward = Path("/proc/sys/net/ipv4/ip_forward").read_text()
     tar = tmp / "rootfs.tar"
     with tarfile.open(tar, "w") as t:
         t.add(BUSYBOX_ROOTFS, arcname=".")
@@ -46,6 +50,7 @@ def podman():
         subprocess.run([*base, "rm", "-af"], capture_output=True)
         subprocess.run([*base, "system", "reset", "-f"], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == forward, "podman changed the host's ip_forward"
 
 
 def test_podman_run_rm(podman):
