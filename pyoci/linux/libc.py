@@ -496,3 +496,36 @@ def get_pdeathsig() -> int:
     finally:
         fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
     return sig.value
+
+
+# --- terminals: pty allocation inside the container (pyoci.console) ---
+# asm-generic ioctl numbers (x86_64 and aarch64 share them).
+import fcntl  # noqa: E402  (appended section; loaded with this module, never lazily after pivot)
+TIOCGPTN = 0x80045430      # _IOR('T', 0x30, unsigned int): index of the pty pair
+TIOCSPTLCK = 0x40045431    # _IOW('T', 0x31, int): (un)lock the peer
+TIOCGPTPEER = 0x5441       # _IO('T', 0x41): open the peer of a master fd (Linux 4.13)
+UNIX98_PTY_SLAVE_MAJOR = 136
+UNIX98_PTY_MAJOR_COUNT = 8
+PTMX_MAJOR, PTMX_MINOR = 5, 2
+
+
+def pty_unlock(master: int) -> None:
+    try:
+        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+    except OSError as exc:
+        raise SyscallError("ioctl TIOCSPTLCK", exc.errno or errno.EIO) from None
+
+
+def pty_index(master: int) -> int:
+    try:
+        return int(struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0])
+    except OSError as exc:
+        raise SyscallError("ioctl TIOCGPTN", exc.errno or errno.EIO) from None
+
+
+def pty_peer(master: int, flags: int) -> int:
+    """TIOCGPTPEER: an fd for the peer of `master`, without any path lookup."""
+    try:
+        return int(fcntl.ioctl(master, TIOCGPTPEER, flags))
+    except OSError as exc:
+        raise SyscallError("ioctl TIOCGPTPEER", exc.errno or errno.EIO) from None
