@@ -222,7 +222,11 @@ class _Creation:
         if linux.get("netDevices"):
             from pyoci.linux import net
             self.netdev_ns = f"/proc/{self.st.pid}/ns/net"
-            self.st.netdevices = net.move_netdevices(linux["netDevices"], self.netdev_ns)
+            # Pin a namespace we created so delete can give the devices back after the container exited;
+            # a joined namespace is not ours: its devices stay (config-linux.md#network-devices).
+            own = not any(t == "network" for t, _ in plan_namespaces(self.spec).join)
+            pin = self.store.dir(self.st.id) if own else None
+            self.st.netdevices = net.move_netdevices(linux["netDevices"], self.netdev_ns, pin_dir=pin)
             self.store.save(self.st)
         state = self.st.oci(Status.CREATING)
         hooks.run_hooks(self.spec, "prestart", state)

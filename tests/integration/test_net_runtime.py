@@ -132,7 +132,7 @@ def test_lo_is_up_in_the_container(tmp_path: Path) -> None:
 
 
 def _make_netdev(ns: Netns) -> None:
-    ns.run("sh", "-ec", """ip link add nd0 type veth peer name nd0p
+    ns.run("sh", "-ec", """ip link set lo up; ip link add nd0 type veth peer name nd0p
         ip addr add 10.99.0.1/24 dev nd0; ip addr add fd99::1/64 dev nd0 nodad
         ip link set nd0 up; ip link set nd0p up; ip addr add 10.99.0.2/24 dev nd0p""")
 
