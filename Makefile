@@ -17,7 +17,10 @@ $(ROOTFS)/bin/busybox:
 	sh bundles/mkrootfs.sh $(ROOTFS)
 
 demo: setup
+	@echo "== bundles/busybox: its own pid, mount, UTS, IPC, network, cgroup and user namespaces"
 	$(PY) -m pyoci run --bundle bundles/busybox demo-$$$$
+	@echo "== bundles/seed: the seed program's container, with its veth pair (in a throwaway network namespace)"
+	PYOCI=$(VENV)/bin/pyoci sh bundles/seed/demo.sh
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && echo 'no tests collected' && rc=0; exit $$rc
