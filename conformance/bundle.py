@@ -17,6 +17,7 @@ MKROOTFS = REPO / "bundles" / "mkrootfs.sh"
 # `runc spec` (runc 1.1.5) with terminal false. Sections owned by feature issues that have not landed yet are
 # left out (see DEFERRED); a feature issue moves its section back into BASE when pyoci implements it, and adds
 # its scenarios in scenarios.py.
+_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 BASE: dict[str, Any] = {
     "ociVersion": "1.0.2-dev",
     "process": {
@@ -25,7 +26,9 @@ BASE: dict[str, Any] = {
         "args": ["sh"],
         "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
         "cwd": "/",
+        "capabilities": {s: list(_CAPS) for s in ("bounding", "effective", "permitted", "ambient")},
         "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+        "noNewPrivileges": True,
     },
     "root": {"path": "rootfs", "readonly": True},
     "hostname": "conf-base",
@@ -45,20 +48,16 @@ BASE: dict[str, Any] = {
     "linux": {
         "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"},
                        {"type": "mount"}],
+        "maskedPaths": [
+            "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+            "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+        "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
     },
 }
 
-# What `runc spec` has and BASE leaves out, with the issue that brings it back.
+# What `runc spec` has and BASE leaves out, with the issue that brings it back (scenarios that need a section
+# add it in their edit: see `devices.cgroup-deny-all`, `mount.cgroup`).
 DEFERRED: dict[str, tuple[str, Any]] = {
-    "process.capabilities": ("issue 4", {
-        s: ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-        for s in ("bounding", "effective", "permitted", "ambient")}),
-    "process.noNewPrivileges": ("issue 4", True),
-    "linux.maskedPaths": ("issue 5", [
-        "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-        "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"]),
-    "linux.readonlyPaths": ("issue 5", [
-        "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]),
     "linux.resources": ("issue 8", {"devices": [{"allow": False, "access": "rwm"}]}),
     "mounts[/sys/fs/cgroup]": ("issue 8", {
         "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",

@@ -38,7 +38,9 @@ class Scenario:
     check(facts)         the spec's expectation: a list of problems, empty when it is met.
     facts                fact-key prefixes compared across runtimes (the diff shown for failures).
     setup(run)           context manager for host-side resources (a netns holder, a shared mount).
+    prepare(bundle, run) changes a fresh bundle (its rootfs copy) before `create` (hostile-image scenarios).
     during(run, pid)     host-side action while the process runs; returns extra facts.
+    after(run)           host-side look after `delete` (poststop hooks, leftovers of the feature); facts.
     drive(run)           replaces the probe driver entirely (CLI lifecycle scenarios).
     skip()               a reason when the scenario cannot run on this machine, else None.
     """
@@ -50,7 +52,9 @@ class Scenario:
     probe: str = ""
     facts: tuple[str, ...] = ()
     setup: Callable[[Run], ContextManager[None]] | None = None
+    prepare: Callable[[Path, Run], None] | None = None
     during: Callable[[Run, int], Facts] | None = None
+    after: Callable[[Run], Facts] | None = None
     drive: Callable[[Run], Facts] | None = None
     skip: Callable[[], str | None] | None = None
     fast: bool = False
@@ -118,6 +122,8 @@ class Run:
     def bundle(self, cfg: dict[str, Any]) -> Path:
         path = self.ws.new_bundle(self.runtime.name, self.scenario.name, cfg)
         self.norm.add(str(path), "<bundle>")
+        if self.scenario.prepare is not None:
+            self.scenario.prepare(path, self)
         return path
 
     # ---- verbs --------------------------------------------------------------------------------------------
@@ -241,6 +247,8 @@ def drive_probe(run: Run) -> Facts:
         facts["in.pid"] = "<hostpid>"
     res = run.verb("delete", ctr.cid)
     facts["delete.rc"] = "0" if res.ok else "nonzero"
+    if scn.after is not None:
+        facts.update(scn.after(run))
     return facts
 
 

@@ -8,55 +8,13 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from conformance import lifecycle, observe
+from conformance import features, invalid, lifecycle, observe
+from conformance.checks import both, eq, mount_has, ns_is
 from conformance.core import Facts, Run, RunError, Scenario
-
-Check = Callable[[Facts], list[str]]
-
-
-# ---- check helpers ----------------------------------------------------------------------------------------
-def eq(key: str, want: str) -> Check:
-    def check(f: Facts) -> list[str]:
-        got = f.get(key, "<absent>")
-        return [] if got == want else [f"{key}: expected {want!r}, got {got!r}"]
-    return check
-
-
-def both(*checks: Check) -> Check:
-    def check(f: Facts) -> list[str]:
-        return [p for c in checks for p in c(f)]
-    return check
-
-
-def mount_has(point: str, key: str = "host.running.mounts", fstype: str | None = None,
-              opts: tuple[str, ...] = (), super_opts: tuple[str, ...] = (),
-              propagation: tuple[str, ...] = (), absent_opts: tuple[str, ...] = ()) -> Check:
-    """The top-most mount at `point` has the fs type, per-mount options, super options and propagation."""
-    def check(f: Facts) -> list[str]:
-        row = observe.mount_rows(f, key).get(point)
-        if row is None:
-            return [f"{key}: no mount at {point}"]
-        out = []
-        if fstype and row.fstype != fstype:
-            out.append(f"{key} {point}: fs type {row.fstype!r}, expected {fstype!r}")
-        for name, want, have in (("option", opts, row.opts), ("super option", super_opts, row.super_opts),
-                                 ("propagation", propagation, row.propagation)):
-            missing = [w for w in want if w not in have]
-            if missing:
-                out.append(f"{key} {point}: {name} {','.join(missing)} missing (has {','.join(sorted(have))})")
-        bad = [o for o in absent_opts if o in row.opts]
-        if bad:
-            out.append(f"{key} {point}: unexpected option {','.join(bad)}")
-        return out
-    return check
-
-
-def ns_is(ns: str, want: str) -> Check:
-    return eq(f"host.running.ns.{ns}", want)
 
 
 def _add_mount(cfg: dict[str, Any], mount: dict[str, Any]) -> None:
@@ -212,6 +170,9 @@ def _base_check(f: Facts) -> list[str]:
     out += mount_has("/", opts=("ro",))(f)
     out += eq("in.hostname", "conf-base")(f)
     out += eq("host.running.limits.Max open files", "1024 1024")(f)
+    out += eq("host.running.status.NoNewPrivs", "1")(f)
+    # oomScoreAdj unset: the runtime MUST NOT change it (the runner's own value is inherited).
+    out += eq("host.running.oom_score_adj", Path("/proc/self/oom_score_adj").read_text().strip())(f)
     for stage in ("after-create", "after-start", "after-exit"):
         want = {"after-create": "created", "after-start": "running", "after-exit": "stopped"}[stage]
         out += eq(f"state.{stage}", want)(f)
@@ -356,6 +317,8 @@ SCENARIOS: list[Scenario] = [
         "devices.default", "config-linux.md#default-devices and runtime-linux.md#dev-symbolic-links",
         _devices_check, probe=observe.write_check("/dev/null"), facts=("in.dev", "in.write"), fast=True),
     *lifecycle.SCENARIOS,
+    *features.SCENARIOS,
+    *invalid.SCENARIOS,
 ]
 
 

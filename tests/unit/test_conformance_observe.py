@@ -6,7 +6,7 @@ import pytest
 from conformance import observe, report
 from conformance.core import Scenario
 from conformance.runner import Outcome, ScenarioResult, diff_facts, select
-from conformance.scenarios import both, eq, mount_has
+from conformance.checks import both, eq, mount_has
 
 MOUNTINFO = """\
 68 46 254:0 /tmp/conf-abc/runc-001-x/rootfs / ro,relatime - ext4 /dev/vda rw,discard
