@@ -19,7 +19,8 @@ import sys
 import traceback
 from typing import Any, NoReturn
 
-from pyoci import confine, hooks, rootfs, sync
+from pyoci import confine, console, hooks, rootfs, sync
+from pyoci.errors import HookError
 from pyoci.linux import libc, net
 from pyoci.namespaces import NS_TYPES, NsPlan
 
@@ -42,10 +43,13 @@ class InitContext:
     no_pivot: bool
     no_new_keyring: bool
     annotations: dict[str, str]
+    console: console.ConsolePlan | None = None  # process.terminal: pty set up after pivot_root
+    console_fd: int = -1                         # connected --console-socket (or pyoci's own pair)
 
 
-def _die(sock: socket.socket | None, exc: BaseException) -> NoReturn:
-    """Report an error to the parent (or stderr once the sync socket is closed) and exit."""
+def _die(sock: socket.socket | None, exc: BaseException, report: int = -1) -> NoReturn:
+    """Report an error to the parent, or after `create` returned to `start` through the exec.fifo fd
+    `report` (lifecycle.start reads it after the release byte), or else to stderr; then exit."""
     msg = str(exc) or exc.__class__.__name__
     if logging.getLogger().isEnabledFor(logging.DEBUG) or os.environ.get("PYOCI_TRACEBACK"):
         # Frames only: after pivot_root, reading source lines would open files in the container's rootfs.
@@ -53,7 +57,9 @@ def _die(sock: socket.socket | None, exc: BaseException) -> NoReturn:
         msg += "".join(f"\n  {f.filename}:{f.lineno} in {f.name}" for f in frames)
     try:
         if sock is not None:
-            sync.send(sock, type="error", msg=msg)
+            sync.send(sock, type="error", msg=msg, hook=isinstance(exc, HookError))
+        elif report >= 0:  # "H": a startContainer hook failed (start continues at delete), "E": anything else
+            os.write(report, (b"H" if isinstance(exc, HookError) else b"E") + msg.encode())
         else:
             os.write(2, f"pyoci: {msg}\n".encode())
     finally:
@@ -112,6 +118,7 @@ def _write_time_offsets(spec: dict[str, Any]) -> None:
 
 def container_init(ctx: InitContext, sock: socket.socket) -> NoReturn:
     """C2: the container's init. Reads like the table of contents of container creation."""
+    report = -1
     try:
         _relay_logs(sock)
         _exit_on_signals()
@@ -132,9 +139,14 @@ def container_init(ctx: InitContext, sock: socket.socket) -> NoReturn:
         sync.send(sock, type="create-runtime")  # parent: prestart, createRuntime hooks, netDevices
         sync.expect_ok(sock)
         # createContainer: container namespaces, path resolved in the runtime's (we have not pivoted).
-        hooks.run_hooks(spec, "createContainer", state)
+        # Hooks in the container namespaces get the pid as the container sees it (runtime.md#state).
+        hooks.run_hooks(spec, "createContainer", dict(state, pid=os.getpid()))
         conf = confine.prepare(spec, cid=ctx.cid, bundle=ctx.bundle, no_new_keyring=ctx.no_new_keyring)
         rootfs.pivot(ctx.rootfs, no_pivot=ctx.no_pivot)
+        if ctx.console is not None:
+            # As runc: after pivot_root (the pty must come from the container's own devpts) and before
+            # finalize (which may make /dev or / read-only while /dev/console still has to be created).
+            console.setup(ctx.console_fd, ctx.console)
         rootfs.finalize(spec)
         process = spec["process"]
         _enter_cwd(process.get("cwd", "/"))
@@ -148,20 +160,34 @@ def container_init(ctx: InitContext, sock: socket.socket) -> NoReturn:
         sock = None  # type: ignore[assignment]
         fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_dir_fd)
         os.write(fifo, b"0")
-        os.close(fifo)
+        # The fifo stays open (CLOEXEC) until execve: `start` reads an error from it, or EOF once execve
+        # succeeded, and only then runs poststart (runtime.md: after the user program was executed).
+        report = fifo
         os.close(ctx.state_dir_fd)
         state["status"] = "created"
-        hooks.run_hooks(spec, "startContainer", state)  # container ns, path resolved in the container
+        # startContainer: container namespaces, path resolved in the container.
+        hooks.run_hooks(spec, "startContainer", dict(state, pid=os.getpid()))
         for fd in range(3, 3 + ctx.passed_fds):
             os.set_inheritable(fd, True)
         env = dict(e.split("=", 1) for e in ctx.env if "=" in e)
         confine.final(conf, state)
-        # Nothing but execve after this point: fds beyond stdio and the passed ones are closed (class 2).
-        libc.close_range(3 + ctx.passed_fds)
+        # Nothing but execve after this point: fds beyond stdio and the passed ones are closed (class 2),
+        # except the exec.fifo (a fifo: nothing to traverse or execute; CLOEXEC closes it in execve).
+        _close_fds_except(3 + ctx.passed_fds, report)
         os.execve(exe, process["args"], env)
     except BaseException as exc:  # noqa: BLE001
-        _die(sock, exc)
+        _die(sock, exc, report)
     os._exit(1)
+
+
+def _close_fds_except(first: int, keep: int) -> None:
+    """close_range(first, ~0) around one fd kept open (keep < first: nothing to spare)."""
+    if keep >= first:
+        if keep > first:
+            libc.close_range(first, keep - 1)
+        libc.close_range(keep + 1)
+    else:
+        libc.close_range(first)
 
 
 def _die_on(signum: int, _frame: Any) -> None:

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from pyoci import hooks
-from pyoci.errors import ContainerNotFound, InvalidStatus, PyociError
+from pyoci.errors import ContainerNotFound, HookError, InvalidStatus, PyociError
 from pyoci.linux import pids
 from pyoci.state import FIFO, State, StateStore, Status, derive_status
 
@@ -65,7 +65,13 @@ def start(store: StateStore, cid: str) -> None:
         if status != Status.CREATED:
             what = {Status.STOPPED: "a container that has stopped", Status.RUNNING: "an already running container"}
             raise InvalidStatus(cid, status, "start", f"cannot start {what.get(status, f'a {status} container')}")
-        _release_fifo(store, c)
+        try:
+            _release_fifo(store, c)
+        except HookError:
+            # runtime.md#lifecycle: a failing startContainer hook is an error; the container is stopped
+            # and the lifecycle continues at delete (destroy, then poststop hooks).
+            _stop_and_destroy(store, c)
+            raise
         c.state.status = Status.RUNNING
         store.save(c.state)
         spec = c.spec()
@@ -73,30 +79,55 @@ def start(store: StateStore, cid: str) -> None:
             try:
                 hooks.run_hooks(spec, "poststart", c.state.oci(Status.RUNNING))
             except PyociError:
-                # runtime-spec 1.3 (#1262): a failing poststart hook is an error and stops the container.
-                c.signal(signal.SIGKILL)
+                # runtime-spec 1.3 (#1262): a failing poststart hook is an error, stops the container and
+                # continues at delete. (Before 1.3 it was a warning; runtime-tools still expects that.)
+                _stop_and_destroy(store, c)
                 raise
     finally:
         os.close(lock)
 
 
+def _stop_and_destroy(store: StateStore, c: Container) -> None:
+    try:
+        _kill_and_wait(c)
+    finally:
+        _destroy(store, c)
+
+
 def _release_fifo(store: StateStore, c: Container) -> None:
-    """Open exec.fifo for reading and take the init's byte: the init then execs the user program."""
+    """Take the init's byte from exec.fifo, then wait until the init closes the fifo.
+
+    The init writes "0" once it is released, runs the startContainer hooks and keeps the fifo open
+    (CLOEXEC) until execve: EOF means the user program was executed (poststart may run now); "H…"/"E…"
+    is the init's error (a failing startContainer hook / anything else) and it has exited.
+    """
     path = os.path.join(store.dir(c.id), FIFO)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    data = b""
     try:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         while True:
+            # Before the init opens its end, poll reports nothing (and read would say EOF): only read
+            # after an event.
             if poller.poll(100):
-                data = os.read(fd, 1)
-                if data:
+                chunk = os.read(fd, 65536)
+                if not chunk:
                     break
-            if not pids.alive(c.state.pid, c.state.start_time):
+                data += chunk
+            elif not data and not pids.alive(c.state.pid, c.state.start_time):
                 raise PyociError(f"container {c.id!r}: init exited before start")
     finally:
         os.close(fd)
+    if not data and not pids.alive(c.state.pid, c.state.start_time):
+        raise PyociError(f"container {c.id!r}: init exited before start")
     os.unlink(path)
+    report = data[1:]
+    if report:
+        text = report[1:].decode(errors="replace")
+        if report[:1] == b"H":
+            raise HookError(text)
+        raise PyociError(f"container {c.id!r}: {text}")
 
 
 def state(store: StateStore, cid: str) -> dict[str, Any]:

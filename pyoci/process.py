@@ -32,6 +32,7 @@ class CreateOptions:
     no_new_keyring: bool = False
     preserve_fds: int = 0
     systemd_cgroup: bool = False
+    console_fd: int = -1     # an already connected console socket (foreground run/exec: pyoci's own pair)
 
 
 def now_rfc3339nano() -> str:
@@ -51,14 +52,20 @@ def _listen_fds() -> int:
     return 0
 
 
-def _check_terminal(spec: dict[str, Any], console_socket: str | None) -> None:
+def _check_terminal(spec: dict[str, Any], opts: CreateOptions) -> bool:
+    """runc utils_linux.go checkTerminal (same messages); True when the container gets a pty."""
     terminal = bool((spec.get("process") or {}).get("terminal"))
-    if terminal and not console_socket:
+    if terminal and not opts.console_socket and opts.console_fd < 0:
         raise ConfigError("cannot allocate tty if runc will detach without setting console socket")
-    if console_socket and not terminal:
+    if opts.console_socket and not terminal:
         raise ConfigError("cannot use console socket if runc will not detach or allocate tty")
-    if terminal:
-        raise ConfigError("config.json: process.terminal: terminals are not supported by pyoci yet")
+    return terminal
+
+
+def _console_fd(opts: CreateOptions) -> int:
+    """Our own connected copy of the console socket (inherited by the container side through fork)."""
+    from pyoci import console
+    return os.dup(opts.console_fd) if opts.console_fd >= 0 else console.connect(opts.console_socket or "")
 
 
 def create(store: StateStore, cid: str, spec: dict[str, Any], opts: CreateOptions,
@@ -67,7 +74,7 @@ def create(store: StateStore, cid: str, spec: dict[str, Any], opts: CreateOption
     bundle = os.path.abspath(opts.bundle)
     root_path = spec["root"]["path"]
     rootfs = os.path.normpath(os.path.join(bundle, root_path))
-    _check_terminal(spec, opts.console_socket)
+    terminal = _check_terminal(spec, opts)
     ns_plan = plan_namespaces(spec)
     if "mount" not in ns_plan.new and not ns_plan.has_own("mount"):
         raise ConfigError("config.json: linux.namespaces: pyoci needs a mount namespace (type 'mount')")
@@ -85,9 +92,16 @@ def create(store: StateStore, cid: str, spec: dict[str, Any], opts: CreateOption
         env += [f"LISTEN_FDS={listen}", "LISTEN_PID=1"]
     st = State(id=cid, bundle=bundle, rootfs=rootfs, created=now_rfc3339nano(),
                oci_version=spec.get("ociVersion", "1.3.0"), annotations=dict(spec.get("annotations") or {}))
+    st.extra["no_new_keyring"] = opts.no_new_keyring  # exec joins the same session keyring (or none)
     sdir = store.create_dir(cid)
     c = _Creation(store, st, spec)
     try:
+        console_fd, console_plan = -1, None
+        if terminal:  # connected here: the socket path is a host path (runc connects in the runtime too)
+            from pyoci import console
+            console_plan = console.plan(process, mount=True)
+            console_fd = _console_fd(opts)
+            c.fds.append(console_fd)
         write_atomic(os.path.join(sdir, "config.json"), json.dumps(spec).encode())
         fifo = os.path.join(sdir, FIFO)
         os.mkfifo(fifo, 0o622)
@@ -98,7 +112,7 @@ def create(store: StateStore, cid: str, spec: dict[str, Any], opts: CreateOption
             spec=spec, cid=cid, bundle=bundle, rootfs=rootfs, ns=ns_plan, join_fds=c.open_join_fds(ns_plan),
             state_dir_fd=os.open(sdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), passed_fds=passed,
             env=tuple(env), no_pivot=opts.no_pivot, no_new_keyring=opts.no_new_keyring,
-            annotations=st.annotations)
+            annotations=st.annotations, console=console_plan, console_fd=console_fd)
         c.run(ctx)
         st.status = Status.CREATED
         store.save(st)
@@ -183,7 +197,8 @@ class _Creation:
             if kind == "log":
                 logs.relay(msg.get("level", "debug"), msg.get("msg", ""))
             elif kind == "error":
-                raise ChildError(msg.get("msg", "container init failed"))
+                # A failing createContainer hook is a HookError: abort() then continues at delete (poststop).
+                raise (HookError if msg.get("hook") else ChildError)(msg.get("msg", "container init failed"))
             elif kind == "idmap":
                 self._reply(sock, self._write_idmaps, linux)
             elif kind == "pid":
