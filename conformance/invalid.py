@@ -30,6 +30,9 @@ def _invalid(name: str, spec: str, edit: Callable[[dict[str, Any], Run], None], 
                     facts=("create.rc", "state.rc"), fast=fast)
 
 
+must_reject = _invalid  # public name for scenario lists elsewhere
+
+
 def _dup_ns(cfg: dict[str, Any], run: Run) -> None:
     cfg["linux"]["namespaces"].append({"type": "pid"})
 

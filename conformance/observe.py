@@ -85,7 +85,7 @@ def normalise_mountinfo(text: str, norm: Normaliser) -> list[str]:
         fstype, source, sopts = parts[sep + 1], parts[sep + 2], parts[sep + 3] if len(parts) > sep + 3 else ""
         prop = sorted({_PROP.sub(r"\1", o) for o in optional if not o.startswith("propagate_from")}) or ["private"]
         # Fields stay octal-escaped as the kernel prints them (`\040` for a space): rows split on spaces.
-        rows.append((point, " ".join([point, fstype, norm(source), norm(root), opts, norm(sopts),
+        rows.append((point, " ".join([norm(point), fstype, norm(source), norm(root), opts, norm(sopts),
                                       ",".join(prop)])))
     rows.sort(key=lambda r: r[0])  # stable: stacked mounts keep their order
     return [r[1] for r in rows]
