@@ -200,6 +200,15 @@ class Run:
         return status
 
     # ---- cleanup ------------------------------------------------------------------------------------------
+    def _ours(self, ctr: Container) -> bool:
+        """The pid the runtime reported is still our container's init: same start time, in our cgroup."""
+        if not (ctr.start_time and _alive(ctr.pid) and observe.start_time(ctr.pid) == ctr.start_time):
+            return False
+        try:
+            return self.cgroups_path in Path(f"/proc/{ctr.pid}/cgroup").read_text()
+        except OSError:
+            return False
+
     def cleanup(self) -> list[str]:
         """delete --force every container; kill a surviving init we know is ours; report leftovers."""
         leftovers: list[str] = []
@@ -207,14 +216,16 @@ class Run:
             ctr.release()
             if (self.runtime.root / ctr.cid).exists() or ctr.pid:
                 self.runtime.verb("delete", "--force", ctr.cid)
-            if ctr.pid and ctr.start_time and _alive(ctr.pid) and observe.start_time(ctr.pid) == ctr.start_time:
+            if ctr.pid and self._ours(ctr):
                 leftovers.append(f"process {ctr.pid} still alive after delete --force (killed)")
                 with contextlib.suppress(OSError):
                     os.kill(ctr.pid, signal.SIGKILL)
             if (self.runtime.root / ctr.cid).exists():
                 leftovers.append(f"state dir <root>/{self.norm(ctr.cid)} left behind")
-        for cg in sorted(Path("/sys/fs/cgroup").glob("*" + self.cgroups_path)):
-            leftovers.append(f"cgroup {self.norm(str(cg))} left behind")
+        cgroups = sorted(Path("/sys/fs/cgroup").glob("*" + self.cgroups_path))
+        if cgroups:
+            leftovers.append(f"cgroup <cgroup> left behind in {', '.join(c.parent.name for c in cgroups)}")
+        for cg in cgroups:
             _rmdir_tree(cg)
         return leftovers
 

@@ -6,6 +6,7 @@ Each check returns the list of ways the observation departs from the spec (empty
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -284,6 +285,7 @@ SCENARIOS: list[Scenario] = [
     Scenario(
         "namespace.net.path", "config-linux.md#namespaces: path = join that namespace",
         _net_path_check, setup=netns_holder, edit=_net_path,
+        skip=lambda: None if shutil.which("unshare") else "unshare(1) not installed (util-linux)",
         during=lambda r, pid: {"during.holder-dummy": "yes" if r.values["dummy"] else "no"},
         probe="echo @@links; ip -o link | cut -d: -f2\n",
         facts=("host.running.ns.net", "in.links")),
