@@ -561,3 +561,24 @@ def _mask_path(root: int, path: Any, field: str) -> None:
                            why=None if exc.errno != errno.EPERM else str(exc)) from None
     finally:
         os.close(fd)
+
+
+def enter_cwd(cwd: str) -> None:
+    """After pivot: chdir to process.cwd resolved inside the root, created if missing (runc). Magic links
+    are refused, so a cwd like /proc/self/fd/N cannot reach a leaked host fd (CVE-2024-21626, B2)."""
+    root = paths.open_root("/")
+    try:
+        try:
+            fd = paths.open_in_root(root, cwd, os.O_PATH | os.O_DIRECTORY)
+        except SyscallError as exc:
+            if exc.errno != errno.ENOENT:
+                raise SyscallError("process.cwd: open", exc.errno, path=cwd) from None
+            fd = paths.mkdir_all_in_root(root, cwd)
+        try:
+            os.fchdir(fd)
+        except OSError as exc:
+            raise SyscallError("process.cwd: chdir", exc.errno or errno.EIO, path=cwd) from None
+        finally:
+            os.close(fd)
+    finally:
+        os.close(root)

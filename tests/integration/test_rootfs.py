@@ -379,3 +379,24 @@ def test_errors_are_one_line_and_name_the_field(wd: h.Workdir) -> None:
     spec["linux"]["sysctl"] = {"kernel.core_pattern": "core"}
     res = h.run(spec, bundle=b, rootfs=r)
     assert res.error_type == "ConfigError" and "linux.sysctl['kernel.core_pattern']" in res.error
+
+
+def test_enter_cwd(wd: h.Workdir) -> None:
+    b, r = wd.bundle()
+    os.symlink("/proc/self/fd/3", r / "leak")
+
+    def check() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for cwd in ("/new/dir", "/etc/../tmp", "/proc/self/fd/0", "/leak", "/etc/passwd"):
+            try:
+                pyoci_rootfs.enter_cwd(cwd)
+                out[cwd] = os.getcwd()
+            except Exception as exc:  # noqa: BLE001
+                out[cwd] = f"error {getattr(exc, 'errno', '?')}"
+        return out
+
+    d = _ok(h.run(h.base_spec(masked=False), bundle=b, rootfs=r, check=check))
+    assert d["/new/dir"] == "/new/dir" and (r / "new" / "dir").is_dir()
+    assert d["/etc/../tmp"] == "/tmp"
+    assert d["/proc/self/fd/0"] == "error 40" and d["/leak"] == "error 40"  # ELOOP: magic links refused
+    assert d["/etc/passwd"] == "error 20"
