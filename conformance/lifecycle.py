@@ -2,8 +2,10 @@
 the state transitions and the error cases, driven through create/start/state/kill/delete only."""
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from conformance.core import Container, Facts, Run, RunError, Scenario
 
@@ -141,6 +143,25 @@ def drive_pid_file(run: Run) -> Facts:
             "pid-file.trailing-newline": str(text.endswith("\n"))}
 
 
+def drive_config_snapshot(run: Run) -> Facts:
+    """Edits of the bundle's config.json after create do not reach the container."""
+    cfg = run.config(WAIT)
+    cfg["process"]["env"].append("CONF_SNAPSHOT=original")
+    ctr, res = run.create(cfg)
+    if not res.ok or run.state(ctr) is None:
+        raise RunError(f"create failed (rc={res.rc}): {res.err.strip()[-400:]}")
+    changed = json.loads((ctr.bundle / "config.json").read_text())
+    changed["process"]["env"][-1] = "CONF_SNAPSHOT=changed"
+    changed["process"]["args"] = ["sh", "-c", "echo changed; read _ignored"]
+    (ctr.bundle / "config.json").write_text(json.dumps(changed))
+    f: Facts = {"start.rc": _rc(run.verb("start", ctr.cid).ok)}
+    time.sleep(0.2)
+    environ = Path(f"/proc/{ctr.pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    f["environ.snapshot"] = next((e for e in environ if e.startswith("CONF_SNAPSHOT=")), "<absent>")
+    f["cmdline"] = Path(f"/proc/{ctr.pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ").strip()
+    return f
+
+
 def _exists(pid: int) -> bool:
     from conformance.core import _alive
     return _alive(pid)
@@ -178,6 +199,10 @@ SCENARIOS: list[Scenario] = [
              _expect(**{"kill.rc": "0", "after-kill.status": "stopped", "kill-created.rc": "0",
                         "after-kill-created.status": "stopped"}),
              drive=drive_kill),
+    Scenario("lifecycle.config-snapshot", "runtime.md#create: later changes to config.json MUST NOT affect it",
+             _expect(**{"start.rc": "0", "environ.snapshot": "CONF_SNAPSHOT=original",
+                        "cmdline": "sh -c read _ignored"}),
+             drive=drive_config_snapshot),
     Scenario("lifecycle.pid-file", "command-line-interface.md#create: --pid-file holds the container's pid",
              _expect(**{"pid-file.matches-state": "True"}), drive=drive_pid_file),
 ]

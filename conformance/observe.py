@@ -134,6 +134,7 @@ def host_facts(pid: int, stage: str, norm: Normaliser, joined: dict[str, str]) -
         if len(cols) >= 3:
             facts[pre + "limits." + cols[0]] = f"{cols[1]} {cols[2]}"
     facts[pre + "oom_score_adj"] = _read(p / "oom_score_adj").strip()
+    facts[pre + "timens_offsets"] = " | ".join(" ".join(ln.split()) for ln in _read(p / "timens_offsets").splitlines())
     facts[pre + "cwd"] = norm(_readlink(p / "cwd"))
     facts[pre + "environ"] = "\n".join(norm(e) for e in _read(p / "environ").split("\0") if e)
     return facts

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance import features, invalid, lifecycle, observe
-from conformance.checks import both, eq, mount_has, ns_is
+from conformance.checks import both, contains, eq, mount_has, ns_is
 from conformance.core import Facts, Run, RunError, Scenario
 
 
@@ -79,6 +79,21 @@ def shared_mount(run: Run) -> Iterator[None]:
             subprocess.run(["umount", "-l", str(target)], capture_output=True, timeout=30)
 
 
+@contextlib.contextmanager
+def host_dir_with_submount(run: Run) -> Iterator[None]:
+    """A host directory with a tmpfs of our own mounted on its `sub` directory (for bind vs rbind)."""
+    src = run.ws.path / f"rsrc-{run.runtime.name}-{run.tag}"
+    (src / "sub").mkdir(parents=True)
+    src.chmod(0o755)
+    _sh("mount", "-t", "tmpfs", "-o", "size=1m,mode=755", "conf-sub", str(src / "sub"))
+    try:
+        (src / "sub" / "marker").write_text("submount\n")
+        run.values["src"] = src
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(src / "sub")], capture_output=True, timeout=30)
+
+
 def _mount_sub_on_host(run: Run, pid: int) -> Facts:
     """While the container runs, mount a tmpfs under the shared source on the host; does the container see it?"""
     sub = run.values["src"] / "sub"
@@ -107,8 +122,38 @@ def _userns(cfg: dict[str, Any], run: Run) -> None:
     cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
 
 
+def _bind_of(option: str) -> Any:
+    def edit(cfg: dict[str, Any], run: Run) -> None:
+        _add_mount(cfg, {"destination": "/mnt/b", "type": "bind", "source": str(run.values["src"]),
+                         "options": [option, "ro"]})
+    return edit
+
+
+SUB_PROBE = "echo @@cat:/mnt/b/sub/marker; cat /mnt/b/sub/marker 2>/dev/null || echo absent\n"
+
+
+def _time_offsets(cfg: dict[str, Any], run: Run) -> None:
+    cfg["linux"]["namespaces"].append({"type": "time"})
+    cfg["linux"]["timeOffsets"] = {"monotonic": {"secs": 86400, "nanosecs": 0},
+                                   "boottime": {"secs": 172800, "nanosecs": 0}}
+
+
+def _uptime_check(f: Facts) -> list[str]:
+    try:
+        inside = float(f.get("in.uptime", "0").split()[0])
+    except (ValueError, IndexError):
+        return [f"in.uptime: unreadable {f.get('in.uptime')!r}"]
+    host = float(Path("/proc/uptime").read_text().split()[0])
+    return [] if inside - host > 172000 else [f"in.uptime {inside:.0f}s: the boottime offset is not applied "
+                                              f"(host {host:.0f}s)"]
+
+
 ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm", "CONF_A=1",
        "CONF_B=two words"]
+
+
+def _no_home(cfg: dict[str, Any], run: Run) -> None:
+    cfg["process"]["user"] = {"uid": 1000, "gid": 1000}  # /etc/passwd: user:x:1000:1000:user:/home:/bin/sh
 
 
 def _env_check(f: Facts) -> list[str]:
@@ -275,6 +320,17 @@ SCENARIOS: list[Scenario] = [
                            c["linux"].update(rootfsPropagation="slave")),
         facts=("host.running.mounts", "during.")),
     Scenario(
+        "mount.bind.nonrecursive", "config.md#mounts: `bind` does not carry the source's submounts",
+        both(mount_has("/mnt/b", opts=("ro",)), eq("in.cat:/mnt/b/sub/marker", "absent")),
+        setup=host_dir_with_submount, edit=_bind_of("bind"), probe=SUB_PROBE,
+        facts=("host.running.mounts", "in.cat")),
+    Scenario(
+        "mount.rbind.recursive", "config.md#mounts: `rbind` carries the source's submounts",
+        both(mount_has("/mnt/b", opts=("ro",)), mount_has("/mnt/b/sub", fstype="tmpfs"),
+             eq("in.cat:/mnt/b/sub/marker", "submount")),
+        setup=host_dir_with_submount, edit=_bind_of("rbind"), probe=SUB_PROBE,
+        facts=("host.running.mounts", "in.cat")),
+    Scenario(
         "namespace.pid.new", "config-linux.md#namespaces: new pid namespace, the process is pid 1",
         both(ns_is("pid", "new"), eq("in.pid", "1"), eq("host.running.status.NSpid", "<pid> 1")),
         facts=("host.running.ns.pid", "in.pid", "host.running.status.NSpid"), fast=True),
@@ -289,6 +345,12 @@ SCENARIOS: list[Scenario] = [
         during=lambda r, pid: {"during.holder-dummy": "yes" if r.values["dummy"] else "no"},
         probe="echo @@links; ip -o link | cut -d: -f2\n",
         facts=("host.running.ns.net", "in.links")),
+    Scenario(
+        "namespace.time.offsets", "config-linux.md#namespaces (time) and timeOffsets",
+        both(ns_is("time", "new"), eq("host.running.timens_offsets", "monotonic 86400 0 | boottime 172800 0"),
+             _uptime_check),
+        edit=_time_offsets, probe="echo @@uptime; cat /proc/uptime\n",
+        facts=("host.running.ns.time", "host.running.timens_offsets", "in.uptime")),
     Scenario(
         "userns.mappings", "config-linux.md#user-namespace-mappings: uid/gid maps written, root inside",
         both(ns_is("user", "new"), eq("host.running.uid_map", "0 100000 65536"),
@@ -311,6 +373,9 @@ SCENARIOS: list[Scenario] = [
         "env.only-process-env", "config.md#process: env is process.env only (runtime env must not leak)",
         _env_check, edit=lambda c, r: c["process"].update(env=list(ENV)),
         facts=("host.running.environ",), fast=True),
+    Scenario(
+        "env.home-default", "compat, not spec (runc, crun): HOME from /etc/passwd when process.env lacks it",
+        contains("host.running.environ", "HOME=/home"), edit=_no_home, facts=("host.running.environ",)),
     Scenario(
         "cwd", "config.md#process: cwd is the working directory of the process",
         both(eq("host.running.cwd", "/home"), eq("in.pwd", "/home")),
