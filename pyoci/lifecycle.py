@@ -5,6 +5,7 @@ pyroute2, seccomp and the container-side modules are imported only inside create
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -241,17 +242,33 @@ def _user_name(uid: int) -> str:
 
 def run(store: StateStore, cid: str, opts: Any, *, detach: bool, keep: bool) -> int:
     """create + start; in the foreground relay signals, wait, delete unless keep; return the exit status."""
-    from pyoci import process
-    st = create(store, cid, opts)
+    from pyoci import process, tty
+    pair = None
+    if not detach and not opts.console_socket:
+        # process.terminal in the foreground: pyoci is its own console-socket caller (tty.py); the pair is
+        # ignored by create when the container has no terminal.
+        pair = tty.ConsolePair()
+        opts = dataclasses.replace(opts, console_fd=pair.runtime_end)
+    try:
+        st = create(store, cid, opts)
+        master = pair.receive() if pair else None
+    except BaseException:
+        if pair:
+            pair.close()
+        raise
     if detach:
         start(store, cid)
         return 0
     relay = _SignalRelay(st.pid)
     try:
         start(store, cid)
+        if master is not None:
+            return tty.relay(master, st.pid)
         return process.wait_status(st.pid)
     finally:
         relay.restore()
+        if pair:
+            pair.close()
         if not keep:
             try:
                 delete(store, cid, force=True)
