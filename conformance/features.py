@@ -40,6 +40,8 @@ def _dev_line(path: str, prefix: str) -> Any:
 
 
 def _cgroup_mount(cfg: dict[str, Any], run: Run) -> None:
+    if any(m["destination"] == "/sys/fs/cgroup" for m in cfg["mounts"]):
+        return  # BASE has it, as `runc spec` does
     cfg["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
                           "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]})
 
