@@ -220,10 +220,12 @@ def send_master(sock_fd: int, master: int, name: str) -> None:
 
 def recv_master(sock: socket.socket, *, block: bool = True) -> tuple[int, str] | None:
     """The receiving end of send_master (tests, `run`/`exec` in the foreground). None: nothing was sent."""
-    try:
-        data, fds, _flags, _addr = socket.recv_fds(sock, 4096, 1, 0 if block else socket.MSG_DONTWAIT)
+    try:  # socket.recv_fds of Python 3.11 ignores its flags argument: recvmsg directly
+        data, anc, _flags, _addr = sock.recvmsg(4096, socket.CMSG_SPACE(4 * 4), 0 if block else socket.MSG_DONTWAIT)
     except BlockingIOError:
         return None
+    fds = [fd for level, kind, payload in anc if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+           for fd in struct.unpack(f"{len(payload) // 4}i", payload[:len(payload) // 4 * 4])]
     if len(fds) != 1:
         for fd in fds:
             os.close(fd)
