@@ -170,6 +170,9 @@ def container_init(ctx: InitContext, sock: socket.socket) -> NoReturn:
         for fd in range(3, 3 + ctx.passed_fds):
             os.set_inheritable(fd, True)
         env = dict(e.split("=", 1) for e in ctx.env if "=" in e)
+        # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across execve.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
         confine.final(conf, state)
         # Nothing but execve after this point: fds beyond stdio and the passed ones are closed (class 2),
         # except the exec.fifo (a fifo: nothing to traverse or execute; CLOEXEC closes it in execve).
