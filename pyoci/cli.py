@@ -212,6 +212,10 @@ def version_text() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in and args_in[0] in ("--version", "-v", "-version"):  # podman/containerd probe this often
+        sys.stdout.write(version_text())
+        return 0
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     logs.setup(args.log, args.log_format, args.debug)

@@ -1,7 +1,6 @@
 """Logging set-up: logrus-compatible text or JSON lines, to stderr or --log FILE; relay of child lines."""
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 import os
@@ -11,6 +10,7 @@ _LEVELS = {"CRITICAL": "fatal", "ERROR": "error", "WARNING": "warning", "INFO": 
 
 
 def _now() -> str:
+    import datetime  # only when something is logged
     return datetime.datetime.now(datetime.timezone.utc).astimezone().isoformat(timespec="seconds").replace("+00:00", "Z")
 
 

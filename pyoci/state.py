@@ -12,7 +12,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -171,6 +170,7 @@ class StateStore:
                 yield n
 
     def remove(self, cid: str) -> None:
+        import shutil  # only delete needs it
         try:
             shutil.rmtree(self.dir(cid))
         except FileNotFoundError:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import struct
 
 from pyoci.errors import SyscallError
@@ -23,7 +22,7 @@ _ARCH_NR = {
     "aarch64": {"pivot_root": 41, "unshare": 97, "setns": 268, "sched_setattr": 274,
                 "ioprio_set": 30, "keyctl": 219, "personality": 92, "add_key": 217},
 }
-NR = dict(_ARCH_NR.get(platform.machine(), _ARCH_NR["x86_64"]))
+NR = dict(_ARCH_NR.get(os.uname().machine, _ARCH_NR["x86_64"]))
 NR.update(pidfd_send_signal=424, open_tree=428, move_mount=429, fsopen=430, fsconfig=431,
           fsmount=432, fspick=433, pidfd_open=434, clone3=435, close_range=436, openat2=437,
           mount_setattr=442)
@@ -291,7 +290,7 @@ _NR_CONFINE = {
     "x86_64": {"capget": 125, "capset": 126, "seccomp": 317, "ioprio_get": 252},
     "aarch64": {"capget": 90, "capset": 91, "seccomp": 277, "ioprio_get": 31},
 }
-NR.update(_NR_CONFINE.get(platform.machine(), _NR_CONFINE["x86_64"]))
+NR.update(_NR_CONFINE.get(os.uname().machine, _NR_CONFINE["x86_64"]))
 
 PR_GET_DUMPABLE = 3
 PR_SET_DUMPABLE = 4
@@ -428,7 +427,7 @@ def setrlimit(resource_nr: int, soft: int, hard: int, *, what: str) -> None:
 
 
 # --- bpf(2): cgroup v2 device programs (pyoci.cgroups.bpf builds the instructions) ---
-NR.setdefault("bpf", {"x86_64": 321, "aarch64": 280}.get(platform.machine(), 321))
+NR.setdefault("bpf", {"x86_64": 321, "aarch64": 280}.get(os.uname().machine, 321))
 BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_DETACH, BPF_PROG_GET_FD_BY_ID, BPF_PROG_QUERY = 5, 8, 9, 13, 16
 BPF_PROG_TYPE_CGROUP_DEVICE = 15
 BPF_CGROUP_DEVICE = 6
