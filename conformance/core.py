@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import time
@@ -9,7 +10,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 from conformance import observe
 from conformance.bundle import Workspace, base_config
@@ -51,7 +53,7 @@ class Scenario:
     edit: Callable[[dict[str, Any], Run], None] | None = None
     probe: str = ""
     facts: tuple[str, ...] = ()
-    setup: Callable[[Run], ContextManager[None]] | None = None
+    setup: Callable[[Run], AbstractContextManager[None]] | None = None
     prepare: Callable[[Path, Run], None] | None = None
     during: Callable[[Run, int], Facts] | None = None
     after: Callable[[Run], Facts] | None = None
@@ -158,7 +160,6 @@ class Run:
         res = self.verb("state", ctr.cid)
         if not res.ok:
             return None
-        import json
         try:
             data = json.loads(res.out)
         except json.JSONDecodeError:

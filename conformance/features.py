@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance import observe
-from conformance.checks import both, contains, eq, every_line, mount_has, ns_is
+from conformance.checks import both, eq, every_line, mount_has, ns_is
 from conformance.core import Facts, Run, RunError, Scenario, drive_probe
 
 CAPS_BASE = "0000000020000420"  # CAP_KILL(5) | CAP_NET_BIND_SERVICE(10) | CAP_AUDIT_WRITE(29)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conformance.core import Container, Facts, Run, RunError, Scenario
+from conformance.core import Container, Facts, Run, RunError, Scenario, _alive
 
 WAIT = ["sh", "-c", "read _ignored"]  # runs until we close its stdin
 
@@ -163,7 +163,6 @@ def drive_config_snapshot(run: Run) -> Facts:
 
 
 def _exists(pid: int) -> bool:
-    from conformance.core import _alive
     return _alive(pid)
 
 

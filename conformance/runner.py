@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
+import time
 import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from conformance.bundle import Workspace
 from conformance.core import Facts, Run, RunError, Scenario, SkipScenario, drive_probe
@@ -77,7 +76,6 @@ def diff_facts(a: Facts, b: Facts, name_a: str, name_b: str) -> list[str]:
 
 def run_one(scn: Scenario, rt: Runtime, ws: Workspace) -> Outcome:
     """Run one scenario under one runtime; never raises (errors become the verdict)."""
-    import time
     if rt.missing:
         return Outcome(rt.name, NA, [rt.missing])
     reason = scn.skip() if scn.skip else None
@@ -146,7 +144,7 @@ class Session:
         return [self.run(s) for s in scenarios]
 
     def close(self) -> None:
-        leftovers = [p for p in Path(self.ws.state).glob("*/*")] if self.ws.state.exists() else []
+        leftovers = list(self.ws.state.glob("*/*")) if self.ws.state.exists() else []
         for p in leftovers:
             log.warning("state left behind: %s", p)
         if not self.keep:
@@ -170,10 +168,6 @@ def select(scenarios: Iterable[Scenario], pattern: str | None = None, fast: bool
             continue
         out.append(s)
     return out
-
-
-def is_root() -> bool:
-    return os.geteuid() == 0
 
 
 __all__ = ["Outcome", "ScenarioResult", "Session", "run_one", "select", "diff_facts", "SUBJECT",

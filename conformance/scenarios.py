@@ -15,7 +15,7 @@ from typing import Any
 
 from conformance import features, invalid, lifecycle, observe
 from conformance.checks import both, contains, eq, mount_has, ns_is
-from conformance.core import Facts, Run, RunError, Scenario
+from conformance.core import LEAK_ENV, Facts, Run, RunError, Scenario
 
 
 def _add_mount(cfg: dict[str, Any], mount: dict[str, Any]) -> None:
@@ -159,16 +159,11 @@ def _no_home(cfg: dict[str, Any], run: Run) -> None:
 def _env_check(f: Facts) -> list[str]:
     environ = f.get("host.running.environ", "").splitlines()
     out = [f"process.env entry {e!r} missing from the environment" for e in ENV if e not in environ]
-    leaked = [e for e in environ if e.startswith(observe_leak())]
+    leaked = [e for e in environ if e.startswith(LEAK_ENV[0] + "=")]
     out += [f"the runtime's own environment leaked in: {e!r}" for e in leaked]
     extra = [e for e in environ if e not in ENV and not e.startswith("HOME=") and e not in leaked]
     out += [f"unexpected variable {e!r} (only process.env, plus HOME, may reach the process)" for e in extra]
     return out
-
-
-def observe_leak() -> str:
-    from conformance.core import LEAK_ENV
-    return LEAK_ENV[0] + "="
 
 
 DEVICES = {  # path → (type, major:minor in hex as busybox stat prints them)
