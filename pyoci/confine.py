@@ -179,8 +179,8 @@ def parse_cpus(text: str, at: str) -> frozenset[int]:
     for part in text.replace(" ", "").split(","):
         if not part:
             continue
-        lo, _, hi = part.partition("-")
-        if not lo.isdigit() or (hi and not hi.isdigit()) or (hi and int(hi) < int(lo)):
+        lo, dash, hi = part.partition("-")
+        if not lo.isdigit() or (dash and not hi.isdigit()) or (hi and int(hi) < int(lo)):
             raise ConfigError(f"{at}: {text!r} is not a CPU list")
         cpus.update(range(int(lo), int(hi or lo) + 1))
     if not cpus:
@@ -473,9 +473,10 @@ def _check_executable(root: int, path: str, cwd: str, args0: str, depth: int) ->
     fd = _open_in_root(root, path, os.O_PATH, args0)
     try:
         st = os.fstat(fd)
+        noexec = bool(os.fstatvfs(fd).f_flag & os.ST_NOEXEC)
     finally:
         os.close(fd)
-    if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+    if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111 or noexec:
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
     if (st.st_dev, st.st_ino) in _HOST_EXES:
         raise ChildError(f'exec: "{args0}": refusing to execute {path!r}: it is the runtime\'s own interpreter')

@@ -146,6 +146,13 @@ def _rlimits(c: dict[str, Any], r: Run) -> None:
 LIM = "host.running.limits."
 
 
+def _skip_without_sys_resource() -> str | None:
+    from pyoci import capabilities
+    if capabilities.available(capabilities.last_cap()) >> capabilities.CAPS["CAP_SYS_RESOURCE"] & 1:
+        return None
+    return "CAP_SYS_RESOURCE is not in this machine's bounding set: a negative oom_score_adj cannot be set"
+
+
 def _all_syscalls_except(*names: str) -> list[str]:
     """Every x86_64 syscall name libseccomp knows, minus `names` (an allow-list that denies only those)."""
     from pyoci import seccomp
@@ -278,6 +285,9 @@ SCENARIOS: list[Scenario] = [
     Scenario("oomScoreAdj", "config.md#linux-process: oomScoreAdj",
              eq("host.running.oom_score_adj", "500"), edit=lambda c, r: c["process"].update(oomScoreAdj=500),
              facts=("host.running.oom_score_adj",)),
+    Scenario("oomScoreAdj.negative", "config.md#linux-process: oomScoreAdj below 0 (needs CAP_SYS_RESOURCE)",
+             eq("host.running.oom_score_adj", "-500"), edit=lambda c, r: c["process"].update(oomScoreAdj=-500),
+             skip=_skip_without_sys_resource, facts=("host.running.oom_score_adj",)),
     Scenario("scheduler.batch", "config.md#linux-process: scheduler SCHED_BATCH with nice",
              both(eq("during.policy", "3"), eq("during.nice", "7")),
              edit=lambda c, r: c["process"].update(scheduler={"policy": "SCHED_BATCH", "nice": 7}),
