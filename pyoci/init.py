@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import traceback
 from typing import Any, NoReturn
@@ -149,6 +150,10 @@ def container_init(ctx: InitContext, sock: socket.socket) -> NoReturn:
             console.setup(ctx.console_fd, ctx.console)
         rootfs.finalize(spec)
         process = spec["process"]
+        env_list = list(ctx.env)
+        if not any(e.startswith("HOME=") for e in env_list):
+            # runc and crun: HOME from the container's /etc/passwd for process.user.uid, else "/".
+            env_list.append("HOME=" + _home_dir((process.get("user") or {}).get("uid", 0)))
         _enter_cwd(process.get("cwd", "/"))
         confine.apply_process(conf)
         exe = confine.resolve_executable(process["args"][0], list(ctx.env), process.get("cwd", "/"))
@@ -169,7 +174,7 @@ def container_init(ctx: InitContext, sock: socket.socket) -> NoReturn:
         hooks.run_hooks(spec, "startContainer", dict(state, pid=os.getpid()))
         for fd in range(3, 3 + ctx.passed_fds):
             os.set_inheritable(fd, True)
-        env = dict(e.split("=", 1) for e in ctx.env if "=" in e)
+        env = dict(e.split("=", 1) for e in env_list if "=" in e)
         # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across execve.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
@@ -191,6 +196,27 @@ def _close_fds_except(first: int, keep: int) -> None:
         libc.close_range(keep + 1)
     else:
         libc.close_range(first)
+
+
+def _home_dir(uid: int) -> str:
+    """The home directory of uid in the container's /etc/passwd, parsed as data (never NSS: class 15).
+    Opened without blocking and only if it is a small regular file: the rootfs is the image's."""
+    try:
+        fd = os.open("/etc/passwd", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        return "/"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > (1 << 20):
+            return "/"
+        data = os.read(fd, 1 << 20).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+    for line in data.splitlines():
+        parts = line.split(":")
+        if len(parts) >= 6 and parts[2] == str(uid) and parts[5].startswith("/"):
+            return parts[5]
+    return "/"
 
 
 def _die_on(signum: int, _frame: Any) -> None:

@@ -106,7 +106,18 @@ def test_hostname_domainname_env_cwd(make_bundle, monkeypatch):
     lines = run_out(make_bundle, spec).splitlines()
     assert lines[:3] == ["box-1", "example.test", "/tmp"]
     # busybox sh execs its last command, so read /proc/1/environ from a non-final one
-    assert sorted(x for x in lines[3:] if x) == ["ONLY=this", "PATH=/bin:/usr/bin"]  # only process.env reaches the container
+    # only process.env reaches the container, plus HOME from its /etc/passwd when unset (as runc/crun)
+    assert sorted(x for x in lines[3:] if x) == ["HOME=/root", "ONLY=this", "PATH=/bin:/usr/bin"]  # only process.env reaches the container
+
+
+def test_home_default_from_container_passwd_or_slash(make_bundle):
+    spec = base_config(["sh", "-c", "echo $HOME"])
+    spec["process"]["user"] = {"uid": 1000, "gid": 1000}
+    assert run_out(make_bundle, spec) == "/home\n"
+    spec["process"]["user"] = {"uid": 4242, "gid": 4242}
+    assert run_out(make_bundle, spec) == "/\n"
+    spec["process"]["env"].append("HOME=/explicit")
+    assert run_out(make_bundle, spec) == "/explicit\n"
 
 
 def test_cwd_created_when_missing(make_bundle):
