@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
     _flag(p, "--preserve-fds", dest="preserve_fds", type=int, default=0, help="pass N extra fds (3..3+N-1)")
     _flag(p, "--ignore-paused", dest="ignore_paused", action="store_true", help="exec in a paused container")
     p.add_argument("id")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
+    p.add_argument("argv", nargs=argparse.REMAINDER, help="command and arguments")  # not `command`: cli.main's
     # runc exec.go: every failure before the process runs exits 255 (fatalWithCode).
     p.set_defaults(func=cmd_exec, error_exit_code=255)
 
@@ -40,11 +40,11 @@ def cmd_exec(args: argparse.Namespace) -> int:
         raise PyociError(f"--preserve-fds: {args.preserve_fds} must not be negative")
     if args.process:
         proc = config.load_process(args.process)
-    elif not args.command:
+    elif not args.argv:
         raise PyociError("exec: a command is required unless --process is given")
     else:
         proc = tenant.build_process(
-            lifecycle.Container(store, args.id).spec().get("process") or {}, args.command, env=args.env,
+            lifecycle.Container(store, args.id).spec().get("process") or {}, args.argv, env=args.env,
             cwd=args.cwd, user=args.user, additional_gids=args.additional_gids, caps=args.cap, tty=args.tty,
             no_new_privs=args.no_new_privs, process_label=args.process_label, apparmor=args.apparmor)
     opts = tenant.ExecOptions(process=proc, detach=args.detach, console_socket=args.console_socket,
