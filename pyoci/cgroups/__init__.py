@@ -116,9 +116,11 @@ def container_path(spec: dict[str, Any], cid: str, *, systemd: bool = False) -> 
 
 
 def manager_for(spec: dict[str, Any], cid: str, *, systemd: bool = False, root: str = DEFAULT_ROOT,
-                fs: CgroupFS = REAL, proc_cgroup: str | None = None) -> Manager:
+                fs: CgroupFS = REAL, proc_cgroup: str | None = None, default_devices: bool = True) -> Manager:
     """The manager for a new container (nothing is created until .create()).
 
+    default_devices: device rules given to apply()/update() are followed by runc's default allow list and the
+    spec's linux.devices (what runc and crun do), so a deny-all spec still has /dev/null.
     proc_cgroup: the text of /proc/self/cgroup (tests pass their own; read when a relative path needs it).
     """
     inner = container_path(spec, cid, systemd=systemd)
@@ -138,13 +140,23 @@ def manager_for(spec: dict[str, Any], cid: str, *, systemd: bool = False, root: 
     if layout.unified:
         mounts[""] = layout.unified
     paths = {k: place(k, m) for k, m in mounts.items()}
-    return _manager(layout.mode, paths, mounts, [], layout.v2_available, fs)
+    # The default parent is pyoci's own: whoever destroys the last container in it removes it (a parent
+    # named by a cgroupsPath is removed only by the container that made it).
+    shared = sorted({m.rstrip("/") + DEFAULT_PARENT for m in mounts.values()}) if inner.startswith(DEFAULT_PARENT + "/") \
+        else []
+    m = _manager(layout.mode, paths, mounts, shared, layout.v2_available, fs)
+    if default_devices:
+        from pyoci.cgroups.resources import default_devices as defaults
+        m.device_defaults = defaults(spec)
+    return m
 
 
 def manager_from_state(d: dict[str, Any], fs: CgroupFS = REAL) -> Manager:
     """Rebuild a manager from to_state() output without probing the host."""
-    return _manager(d["mode"], d["paths"], d["mounts"], d.get("created") or [],
-                    frozenset(d.get("v2_available") or ()), fs)
+    m = _manager(d["mode"], d["paths"], d["mounts"], d.get("created") or [],
+                 frozenset(d.get("v2_available") or ()), fs)
+    m.device_defaults = list(d.get("device_defaults") or [])
+    return m
 
 
 def _manager(mode: str, paths: dict[str, str], mounts: dict[str, str], created: list[str],

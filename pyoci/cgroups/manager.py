@@ -27,17 +27,18 @@ class Manager:
 
     def __init__(self, mode: str, paths: dict[str, str], mounts: dict[str, str], *,
                  created: list[str] | None = None, v2_available: frozenset[str] = frozenset(),
-                 fs: CgroupFS = REAL) -> None:
+                 device_defaults: list[dict[str, Any]] | None = None, fs: CgroupFS = REAL) -> None:
         self.mode, self.paths, self.mounts = mode, dict(paths), dict(mounts)
         self.created: list[str] = list(created or [])
         self.v2_available = v2_available
+        self.device_defaults: list[dict[str, Any]] = list(device_defaults or [])  # appended to device rules
         self.fs = fs
 
     # --- state ------------------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         return {"version": self.version, "mode": self.mode, "paths": dict(sorted(self.paths.items())),
                 "mounts": dict(sorted(self.mounts.items())), "created": list(self.created),
-                "v2_available": sorted(self.v2_available)}
+                "v2_available": sorted(self.v2_available), "device_defaults": list(self.device_defaults)}
 
     @property
     def unified(self) -> str | None:
@@ -77,7 +78,7 @@ class Manager:
             except FileNotFoundError as exc:
                 if attempt == 2:
                     raise CgroupError(f"mkdir {cur!r}: {describe(exc)}", exc.errno) from None
-                self.created += made
+                self.created += [d for d in made if d not in self.created]
         return []
 
     def create(self) -> None:
@@ -222,7 +223,9 @@ class Manager:
 
     # --- resources --------------------------------------------------------------------------------
     def apply(self, resources: dict[str, Any]) -> None:
-        """Write linux.resources; a value this host cannot apply raises CgroupError naming the field."""
+        """Write linux.resources; a value this host cannot apply raises CgroupError naming the field.
+
+        Device rules get device_defaults appended (runc's allow list and linux.devices, see manager_for)."""
         self._apply(resources, update=False)
 
     def update(self, resources: dict[str, Any]) -> None:
@@ -231,6 +234,7 @@ class Manager:
 
     def _apply(self, resources: dict[str, Any], update: bool) -> None:
         from pyoci.cgroups import resources as planner
+        resources = planner.with_devices(resources, self.device_defaults)
         plan = planner.plan(resources, v1=self.v1_controllers(), v2=self.v2_available,
                             cgroup2=self.unified is not None)
         for msg in plan.warnings:

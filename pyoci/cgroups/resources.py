@@ -427,3 +427,38 @@ def plan(resources: dict[str, Any] | None, *, v1: Collection[str], v2: Collectio
         writes += _unified(res["unified"], f"{R}.unified")
     need = frozenset(w.controller for w in writes if w.version == 2 and w.controller)
     return Plan(tuple(writes), devices, tuple(warnings), need)
+
+
+# runc's specconv AllowedDevices, appended after the spec's rules (so they win), like runc and crun do:
+# mknod anything; use null, random, full, tty, zero, urandom, pts, ptmx and tun/tap.
+DEFAULT_ALLOWED_DEVICES: tuple[dict[str, Any], ...] = tuple(
+    {"allow": True, "type": t, **({"major": mj} if mj is not None else {}),
+     **({"minor": mn} if mn is not None else {}), "access": acc}
+    for t, mj, mn, acc in (("c", None, None, "m"), ("b", None, None, "m"), ("c", 1, 3, "rwm"), ("c", 1, 8, "rwm"),
+                           ("c", 1, 7, "rwm"), ("c", 5, 0, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 9, "rwm"),
+                           ("c", 136, None, "rwm"), ("c", 5, 2, "rwm"), ("c", 10, 200, "rwm")))
+
+
+def default_devices(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The device rules a container gets after its own: runc's allow list, then one rwm allow rule for each
+    linux.devices node (runc specconv CreateCgroupConfig; crun does the same)."""
+    nodes = [{"allow": True, "type": "b" if d.get("type") == "b" else "c", "major": d.get("major"),
+              "minor": d.get("minor"), "access": "rwm"}
+             for d in (spec.get("linux") or {}).get("devices") or [] if isinstance(d, dict) and d.get("type") in
+             ("b", "c", "u")]
+    return [*DEFAULT_ALLOWED_DEVICES, *nodes]
+
+
+def with_devices(resources: dict[str, Any] | None, extra: list[dict[str, Any]]) -> dict[str, Any]:
+    """resources with `extra` appended to its device rules (when it restricts devices at all)."""
+    res = dict(resources or {})
+    if res.get("devices") is not None and extra:
+        if not isinstance(res["devices"], list):
+            raise ConfigError(f"{R}.devices: must be an array")
+        res["devices"] = [*res["devices"], *extra]
+    return res
+
+
+def container_resources(spec: dict[str, Any]) -> dict[str, Any]:
+    """linux.resources as the container gets them (spec rules, then default_devices())."""
+    return with_devices((spec.get("linux") or {}).get("resources"), default_devices(spec))

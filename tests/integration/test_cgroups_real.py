@@ -43,7 +43,7 @@ def leftovers(name: str) -> list[str]:
 @contextlib.contextmanager
 def manager(resources: dict[str, Any] | None = None, root: str = ROOT, **kw: Any) -> Iterator[cgroups.Manager]:
     name = f"pyoci-test-{uuid.uuid4().hex[:10]}"
-    m = cgroups.manager_for({"linux": {"cgroupsPath": "/" + name}}, name, root=root)
+    m = cgroups.manager_for({"linux": {"cgroupsPath": "/" + name}}, name, root=root, default_devices=False)
     for k, v in kw.items():
         setattr(m, k, v)
     m.create()

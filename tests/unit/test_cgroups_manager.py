@@ -44,6 +44,7 @@ def v2fs(tmp_path: Path) -> FakeCgroupFS:
 
 
 def mgr(fs: FakeCgroupFS, s: dict[str, Any] = SPEC, cid: str = "c1", **kw: Any) -> cgroups.Manager:
+    kw.setdefault("default_devices", False)
     return cgroups.manager_for(s, cid, root=str(fs.root), fs=fs, **kw)
 
 
@@ -156,6 +157,16 @@ def test_destroy_removes_own_dirs_only(v1fs: FakeCgroupFS) -> None:
     b.destroy()   # idempotent
 
 
+def test_default_parent_goes_with_the_last_container(v2fs: FakeCgroupFS) -> None:
+    a, b = mgr(v2fs, spec(None), "a"), mgr(v2fs, spec(None), "b")
+    a.create()
+    b.create()      # b did not make /pyoci
+    a.destroy()
+    assert (v2fs.root / "pyoci/b").is_dir()
+    b.destroy()
+    assert not (v2fs.root / "pyoci").exists()
+
+
 def test_destroy_removes_sub_cgroups(v2fs: FakeCgroupFS) -> None:
     m = mgr(v2fs)
     m.create()
@@ -214,6 +225,21 @@ def test_apply_v1_writes(v1fs: FakeCgroupFS) -> None:
              "devices": [{"allow": False}, {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]})
     assert written(v1fs) == [("memory/memory.limit_in_bytes", "1048576"), ("cpu/cpu.shares", "512"),
                              ("pids/pids.max", "10"), ("devices/devices.deny", "a"), ("devices/devices.allow", "c 1:3 rwm")]
+
+
+def test_default_devices_follow_the_spec_rules_and_survive_state(v1fs: FakeCgroupFS) -> None:
+    s = {"linux": {"cgroupsPath": "/pyoci-test/c1", "devices": [{"path": "/dev/fuse", "type": "c", "major": 10,
+                                                                  "minor": 229}]}}
+    m = mgr(v1fs, s, default_devices=True)
+    m.create()
+    m2 = cgroups.manager_from_state(json.loads(json.dumps(m.to_state())), fs=v1fs)
+    v1fs.writes.clear()
+    m2.update({"devices": [{"allow": False}]})
+    lines = [v for p, v in written(v1fs)]
+    assert lines[:3] == ["a", "c *:* m", "b *:* m"] and "c 1:3 rwm" in lines and lines[-1] == "c 10:229 rwm"
+    v1fs.writes.clear()
+    m2.update({"pids": {"limit": 3}})      # no device rules given: devices untouched
+    assert written(v1fs) == [("pids/pids.max", "3")]
 
 
 @pytest.mark.parametrize("current,swap,first", [("9223372036854771712", 2 << 20, "memory.limit_in_bytes"),

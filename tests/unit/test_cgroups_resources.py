@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from pyoci.cgroups import device_rules
 from pyoci.cgroups import resources as R
 from pyoci.cgroups.fs import CgroupError
 from pyoci.errors import ConfigError
@@ -242,3 +243,17 @@ def test_bad_values(res: dict[str, Any], what: str) -> None:
 
 def test_empty() -> None:
     assert R.plan(None, v1=V1) == R.Plan() and R.plan({}, v1=()).writes == ()
+
+
+def test_container_resources_appends_runc_defaults() -> None:
+    spec = {"linux": {"resources": {"devices": [{"allow": False, "access": "rwm"}], "pids": {"limit": 5}},
+                      "devices": [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229},
+                                  {"path": "/dev/sda", "type": "b", "major": 8, "minor": 0}]}}
+    res = R.container_resources(spec)
+    assert res["pids"] == {"limit": 5} and res["devices"][0] == {"allow": False, "access": "rwm"}
+    lines = [line for _, line in device_rules.v1_writes(device_rules.parse(res["devices"]))]
+    assert lines == ["a", "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:8 rwm", "c 1:7 rwm", "c 5:0 rwm", "c 1:5 rwm",
+                     "c 1:9 rwm", "c 136:* rwm", "c 5:2 rwm", "c 10:200 rwm", "c 10:229 rwm", "b 8:0 rwm"]
+    assert spec["linux"]["resources"]["devices"] == [{"allow": False, "access": "rwm"}]   # not mutated
+    assert R.container_resources({"linux": {"resources": {"pids": {"limit": 1}}}}) == {"pids": {"limit": 1}}
+    assert R.container_resources({}) == {}
