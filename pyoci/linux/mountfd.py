@@ -36,13 +36,25 @@ class FdMounter:
 
     @contextlib.contextmanager
     def _in_proc(self) -> Iterator[None]:
-        here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        """cwd = the procfs root for the duration; back to the old cwd, or to '/' when the old one is not
+        accessible to us any more (a caller's 0700 home seen from a user namespace)."""
+        try:
+            here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            here = -1
         try:
             os.fchdir(self.proc.fd)
             yield
         finally:
-            os.fchdir(here)
-            os.close(here)
+            try:
+                if here < 0:
+                    raise PermissionError
+                os.fchdir(here)
+            except OSError:
+                os.chdir("/")
+            finally:
+                if here >= 0:
+                    os.close(here)
 
     def fd_path(self, fd: int) -> str:
         """Where fd is, as a path from our root (readlink of the fd's magic link)."""

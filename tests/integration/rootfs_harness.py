@@ -133,7 +133,7 @@ def _write_maps(pid: int) -> None:
 def run(spec: dict[str, Any], *, bundle: Path, rootfs: Path, userns: bool = False, no_pivot: bool = False,
         ns_flags: int = NS_DEFAULT, stage: str = "finalize",
         check: Callable[[], dict[str, Any]] | None = None, timeout: float = 60,
-        premounted: dict[int, int] | None = None) -> Result:
+        premounted: dict[int, int] | None = None, cwd: str | None = None) -> Result:
     """Fork, set up namespaces, run rootfs up to `stage` ('prepare', 'pivot', 'finalize'), then check()."""
     spec = copy.deepcopy(spec)
     r, w = os.pipe()
@@ -144,6 +144,8 @@ def run(spec: dict[str, Any], *, bundle: Path, rootfs: Path, userns: bool = Fals
         os.close(r)
         os.close(ur)
         os.close(gw)
+        if cwd:
+            os.chdir(cwd)
         _child(spec, w, uw, gr, bundle=str(bundle), rootfs=str(rootfs), userns=userns, no_pivot=no_pivot,
                ns_flags=ns_flags, stage=stage, check=check, premounted=premounted)
     os.close(w)

@@ -400,3 +400,11 @@ def test_enter_cwd(wd: h.Workdir) -> None:
     assert d["/etc/../tmp"] == "/tmp"
     assert d["/proc/self/fd/0"] == "error 40" and d["/leak"] == "error 40"  # ELOOP: magic links refused
     assert d["/etc/passwd"] == "error 20"
+
+
+def test_prepare_from_a_cwd_the_userns_cannot_enter(wd: h.Workdir) -> None:
+    """The runtime may be started from a 0700 home: container root (host 100000) cannot open '.' there."""
+    b, r = wd.bundle()
+    private = wd.path / "private"
+    private.mkdir(mode=0o700)
+    _ok(h.run(h.base_spec(userns=True), bundle=b, rootfs=r, userns=True, cwd=str(private)))
