@@ -51,6 +51,10 @@ class V1Manager(Manager):
             peak = self.fs.read_opt(os.path.join(d, "memory.max_usage_in_bytes"))
             return (f"unable to set memory limit to {w.value} (current usage: {(usage or '?').strip()}, "
                     f"peak usage: {(peak or '?').strip()}): {exc}")
+        if w.file == "memory.limit_in_bytes" and exc.errno == errno.EINVAL:
+            memsw = (self.fs.read_opt(os.path.join(d, "memory.memsw.limit_in_bytes")) or "").strip()
+            if memsw.isdigit() and int(w.value) > int(memsw):
+                return f"{exc} (the memory+swap limit {memsw} is lower: raise memory.swap too)"
         return str(exc)
 
     def _why_missing(self, w: Any, d: str) -> str:

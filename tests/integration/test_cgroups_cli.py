@@ -208,3 +208,13 @@ def test_default_devices_are_usable(make_bundle: Any) -> None:
     run(b)
     assert wait_for(lambda: b.state()["status"] == "stopped")
     assert (b.rootfs / "res").read_text().split()[:2] == ["ok", "4"]
+
+
+def test_events_reports_an_oom_kill(make_bundle: Any) -> None:
+    b = make_bundle(config(["sh", "-c", "sleep 1; (x=$(yes | head -c 300000000)); sleep 1"],
+                           memory={"limit": 32 << 20, "swap": 32 << 20}))
+    run(b)
+    p = b.pyoci("events", "--interval", "500ms", b.id, timeout=60)
+    kinds = [json.loads(x)["type"] for x in p.stdout.splitlines()]
+    assert p.returncode == 0 and kinds.count("oom") == 1 and kinds[0] == "stats", kinds
+    assert {"type": "oom", "id": b.id} in [json.loads(x) for x in p.stdout.splitlines()]

@@ -343,3 +343,18 @@ def test_v2_device_filter_bpf_program() -> None:
         assert open_in(m, "/dev/full", os.O_RDONLY) == 0
         assert open_in(m, "/dev/null", os.O_RDONLY) == 0
         assert open_in(m, "/dev/null", os.O_WRONLY) == errno.EPERM
+
+
+@needs_hybrid
+def test_memory_and_swap_updates_in_both_directions() -> None:
+    with manager({"memory": {"limit": 64 << 20, "swap": 96 << 20}}) as m:
+        with pytest.raises(CgroupError, match="the memory\\+swap limit 100663296 is lower"):
+            m.update({"memory": {"limit": 128 << 20}})
+        m.update({"memory": {"limit": 128 << 20, "swap": 256 << 20}})     # memsw first
+        assert (read(m, "memory", "memory.limit_in_bytes"), read(m, "memory", "memory.memsw.limit_in_bytes")) == \
+            (str(128 << 20), str(256 << 20))
+        m.update({"memory": {"limit": 32 << 20, "swap": 48 << 20}})       # limit first
+        assert (read(m, "memory", "memory.limit_in_bytes"), read(m, "memory", "memory.memsw.limit_in_bytes")) == \
+            (str(32 << 20), str(48 << 20))
+        m.update({"memory": {"limit": -1}})                                # both unlimited
+        assert read(m, "memory", "memory.memsw.limit_in_bytes") == "9223372036854771712"

@@ -465,3 +465,12 @@ def test_manager_from_state_is_import_light() -> None:
     heavy = {"jsonschema", "pyroute2", "seccomp", "ctypes", "pyoci.cgroups.resources", "pyoci.cgroups.bpf",
              "pyoci.cgroups.stats"}
     assert not heavy & set(mods)
+
+
+def test_limit_above_memsw_explained(v1fs: FakeCgroupFS) -> None:
+    m = mgr(v1fs)
+    m.create()
+    (Path(m.paths["memory"]) / "memory.memsw.limit_in_bytes").write_text("1000")
+    v1fs.fail["memory/pyoci-test/c1/memory.limit_in_bytes"] = errno.EINVAL
+    with pytest.raises(CgroupError, match=r"EINVAL\) \(the memory\+swap limit 1000 is lower: raise memory.swap too\)"):
+        m.update({"memory": {"limit": 4096}})
