@@ -37,6 +37,7 @@ class ConsolePlan:
     cols: int        # consoleSize.width
     uid: int         # process.user.uid: owner of the peer
     mount: bool      # bind the peer onto /dev/console (the container init; never for exec)
+    onlcr: bool = True  # False: pyoci relays itself (foreground exec -t) and wants raw "\n" (runc ClearONLCR)
 
 
 def plan(process: Mapping[str, Any], *, mount: bool, source: str = "config.json") -> ConsolePlan | None:
@@ -74,6 +75,8 @@ def setup(sock_fd: int, p: ConsolePlan) -> None:
             try:
                 if p.rows and p.cols:
                     set_size(peer, p.rows, p.cols)
+                if not p.onlcr:
+                    _clear_onlcr(peer)
                 if p.uid and os.fstat(peer).st_uid != p.uid:
                     _fchown(peer, p.uid)
                 if p.mount:
@@ -234,6 +237,15 @@ def recv_master(sock: socket.socket, *, block: bool = True) -> tuple[int, str] |
         raise PyociError(f"console socket: expected one pty master fd, got {len(fds)}")
     os.set_inheritable(fds[0], False)
     return fds[0], data.decode(errors="replace")
+
+
+def _clear_onlcr(fd: int) -> None:
+    try:
+        mode = termios.tcgetattr(fd)
+        mode[1] &= ~termios.ONLCR
+        termios.tcsetattr(fd, termios.TCSANOW, mode)
+    except termios.error as exc:
+        raise SyscallError("tcsetattr (clear ONLCR)", exc.args[0] if exc.args else errno.EIO) from None
 
 
 def get_size(fd: int) -> tuple[int, int] | None:

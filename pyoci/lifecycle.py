@@ -252,6 +252,8 @@ def run(store: StateStore, cid: str, opts: Any, *, detach: bool, keep: bool) -> 
     try:
         st = create(store, cid, opts)
         master = pair.receive() if pair else None
+        if master is not None:
+            tty.adopt(master)
     except BaseException:
         if pair:
             pair.close()

@@ -131,6 +131,10 @@ def exec_process(store: StateStore, cid: str, opts: ExecOptions) -> int:
         except OSError:
             raise ConfigError(f"--preserve-fds: unable to stat preserved-fd {fd}") from None
     pair = tty.ConsolePair() if terminal and not opts.console_socket else None
+    cplan = console.plan(opts.process, mount=False, source="process")
+    if pair and cplan is not None:  # we relay: our terminal's size and no ONLCR, set before the program runs
+        size = tty.host_size()
+        cplan = dataclasses.replace(cplan, onlcr=False, **({"rows": size[0], "cols": size[1]} if size else {}))
     t = _Tenant(cid, c.state.pid, c.state.start_time)
     try:
         console_fd = -1
@@ -141,7 +145,7 @@ def exec_process(store: StateStore, cid: str, opts: ExecOptions) -> int:
             spec=spec, cid=cid, bundle=c.state.bundle, state=c.state.oci(Status.RUNNING),
             early_ns=t.open_ns(_FOR_CHILDREN), late_ns=t.open_ns([n for n in JOIN_ORDER if n not in _FOR_CHILDREN]),
             root_fd=t.open_root(), passed_fds=opts.preserve_fds,
-            console=console.plan(opts.process, mount=False, source="process"), console_fd=console_fd,
+            console=cplan, console_fd=console_fd,
             no_new_keyring=bool(c.state.extra.get("no_new_keyring")))
         t.check_init()
         pid = t.run(ctx, c._cgroup(), confine.initial_cpus(spec))

@@ -92,6 +92,20 @@ def _resize(host: int | None, master: int) -> None:
             pass  # the process may be gone already
 
 
+def adopt(master: int) -> None:
+    """Before the program runs (between create and start): the pty takes our terminal's size, whatever
+    consoleSize said (runc resizes too, but only after start: a race we avoid), and ONLCR goes off."""
+    _clear_onlcr(master)
+    _resize(host_terminal(), master)
+
+
+def host_size() -> tuple[int, int] | None:
+    """Our terminal's (rows, cols): `exec -t` in the foreground asks for it as consoleSize."""
+    host = host_terminal()
+    size = console.get_size(host) if host is not None else None
+    return size if size and all(size) else None
+
+
 def relay(master: int, pid: int, *, stdin: int = 0, stdout: int = 1) -> int:
     """Relay until `pid` (our child) exits; return its exit status (128+signal). Closes master."""
     host = host_terminal()
@@ -102,7 +116,7 @@ def relay(master: int, pid: int, *, stdin: int = 0, stdout: int = 1) -> int:
     _clear_onlcr(master)
     old_winch = signal.signal(signal.SIGWINCH, lambda _s, _f: _resize(host, master))
     try:
-        _resize(host, master)  # runc: the pty takes our terminal's size, whatever consoleSize said
+        _resize(host, master)  # it may have changed meanwhile
         return _Loop(master, pid, stdin, stdout).run()
     finally:
         signal.signal(signal.SIGWINCH, old_winch)
