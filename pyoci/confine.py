@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import fcntl
 import logging
 import os
 import socket
@@ -25,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pyoci import capabilities, lsm
+from pyoci.confine_seal import SEALED_ENV  # noqa: F401  (re-exported)
 from pyoci import seccomp as scmp
 from pyoci.errors import ChildError, ConfigError, PyociError
 from pyoci.linux import libc
@@ -49,7 +49,6 @@ PERSONALITY_FLAGS = {"UNAME26": 0x0020000, "ADDR_NO_RANDOMIZE": 0x0040000, "FDPI
                      "ADDR_LIMIT_32BIT": 0x0800000, "SHORT_INODE": 0x1000000, "WHOLE_SECONDS": 0x2000000,
                      "STICKY_TIMEOUTS": 0x4000000, "ADDR_LIMIT_3GB": 0x8000000}
 DEFAULT_PATH = "/bin:/usr/bin"  # execvp(3) when PATH is unset (glibc _PATH_DEFPATH)
-SEALED_ENV = "_PYOCI_SEALED_EXE"
 PR_SET_PDEATHSIG = 1
 
 
@@ -564,42 +563,7 @@ def with_home(env: Sequence[str], uid: int) -> list[str]:
     return env + [f"HOME={home}"]
 
 
-def seal_interpreter() -> None:
-    """Re-exec this interpreter once from a sealed memfd, so /proc/self/exe of every pyoci process that
-    enters a container is an unwritable copy (class 1; runc's exeseal, youki's pentacle).
-
-    Call first thing in `create`/`run`/`exec`; a no-op once sealed. Falls back (with a debug line) when the
-    kernel refuses executable memfds.
-    """
-    if os.environ.pop(SEALED_ENV, None) == "1":
-        return
-    F_ADD_SEALS, F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE, F_SEAL_EXEC = 1033, 1, 2, 4, 8, 0x20
-    MFD_EXEC = 0x10
-    try:
-        src = os.open("/proc/self/exe", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            try:
-                mfd = os.memfd_create("pyoci", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING | MFD_EXEC)
-            except OSError:  # kernels before 6.3 do not know MFD_EXEC
-                mfd = os.memfd_create("pyoci", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-            size = os.fstat(src).st_size
-            offset = 0
-            while offset < size:
-                n = os.sendfile(mfd, src, offset, size - offset)
-                if n <= 0:
-                    raise OSError(errno.EIO, "short copy of the interpreter")
-                offset += n
-        finally:
-            os.close(src)
-        seals = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE
-        try:
-            fcntl.fcntl(mfd, F_ADD_SEALS, seals | F_SEAL_EXEC)
-        except OSError:
-            fcntl.fcntl(mfd, F_ADD_SEALS, seals)
-        env = dict(os.environ)
-        env[SEALED_ENV] = "1"
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.execve(mfd, [sys.executable, *sys.orig_argv[1:]], env)
-    except OSError as exc:
-        log.debug("cannot re-exec from a sealed copy of the interpreter: %s", exc)
+def seal_interpreter() -> bool:
+    """See pyoci.confine_seal.seal (kept there so the CLI can call it before importing anything heavy)."""
+    from pyoci import confine_seal
+    return confine_seal.seal()

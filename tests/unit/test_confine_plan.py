@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -284,3 +285,67 @@ def test_seal_interpreter_copy_runs_pyoci():
                        capture_output=True, text=True, timeout=30,
                        cwd=str(Path(__file__).resolve().parents[2]))
     assert p.stdout.split() == ["/memfd:pyoci", "pyoci"], p.stderr
+
+
+@needs_root
+def test_nothing_is_imported_or_dlopened_after_pivot(root, tmp_path):
+    """Class 15: after prepare() (host visible), the apply steps, the exec lookup and the seccomp load run in
+    the container root without importing a module, dlopen()ing a library or opening a .py/.so file."""
+    sock_path = str(tmp_path / "agent.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(sock_path)
+    srv.listen(1)
+    spec = {"process": {"user": {"uid": 1000, "gid": 1000, "additionalGids": [3], "umask": 0o22},
+                        "capabilities": {k: ["CAP_KILL"] for k in ("bounding", "effective", "permitted")},
+                        "noNewPrivileges": True, "oomScoreAdj": 10,
+                        "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 100}],
+                        "scheduler": {"policy": "SCHED_BATCH"}, "ioPriority": {"class": "IOPRIO_CLASS_BE"},
+                        "env": ["PATH=/bin"]},
+            "linux": {"personality": {"domain": "LINUX"},
+                      "seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sock_path,
+                                  "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"},
+                                               {"names": ["rmdir"], "action": "SCMP_ACT_ERRNO"}]}}}
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        events: list[str] = []
+        try:
+            os.close(r)
+            c = confine.prepare(spec, cid="audit", bundle="/", no_new_keyring=False)
+
+            def hook(event: str, args: tuple[Any, ...]) -> None:
+                if event in ("import", "ctypes.dlopen", "ctypes.dlsym") or (
+                        event == "open" and isinstance(args[0], str) and args[0].endswith((".py", ".pyc", ".so"))):
+                    events.append(f"{event} {args[0]!r}")
+
+            import sys as _sys
+            _sys.addaudithook(hook)
+            os.chroot(root)  # stands in for pivot_root: from here on the "rootfs" is the container's
+            os.chdir("/")
+            confine.apply_process(c)
+            exe = confine.resolve_executable("sh", ["PATH=/bin"], "/")
+            env = confine.with_home(["PATH=/bin"], c.uid)
+            confine.apply_credentials(c, {"ociVersion": "1.3.0", "id": "audit", "pid": os.getpid()})
+            confine.final(c, {"ociVersion": "1.3.0", "id": "audit", "status": "created", "pid": os.getpid()})
+            os.write(w, json.dumps({"events": events, "exe": exe, "env": env}).encode())
+        except BaseException as exc:  # noqa: BLE001
+            os.write(w, json.dumps({"error": repr(exc), "events": events}).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    conn, _ = srv.accept()
+    data, fds, _f, _ = socket.recv_fds(conn, 1 << 16, 1)
+    conn.close()
+    for fd in fds:
+        os.close(fd)
+    out = b""
+    while chunk := os.read(r, 1 << 16):
+        out += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    srv.close()
+    got = json.loads(out)
+    assert "error" not in got, got
+    assert got["events"] == [], got["events"]
+    assert got["exe"] == "/bin/sh" and got["env"] == ["PATH=/bin", "HOME=/home/user"]
+    assert json.loads(data)["state"]["status"] == "created"
