@@ -358,3 +358,17 @@ def test_memory_and_swap_updates_in_both_directions() -> None:
             (str(32 << 20), str(48 << 20))
         m.update({"memory": {"limit": -1}})                                # both unlimited
         assert read(m, "memory", "memory.memsw.limit_in_bytes") == "9223372036854771712"
+
+
+@needs_hybrid
+def test_unified_keys_on_the_hybrid_cgroup2() -> None:
+    with manager({"unified": {"cgroup.max.descendants": "2"}}) as m:
+        d = Path(m.paths[""])
+        assert (d / "cgroup.max.descendants").read_text().strip() == "2"
+        (d / "a").mkdir()
+        (d / "b").mkdir()
+        with pytest.raises(OSError) as ei:
+            (d / "c").mkdir()                      # enforced by the kernel
+        assert ei.value.errno == errno.EAGAIN
+        with pytest.raises(CgroupError, match=r"unified\['memory.high'\]: cannot apply: 'memory.high' does not exist"):
+            m.apply({"unified": {"memory.high": "1G"}})
