@@ -218,10 +218,26 @@ def plan_mount(i: int, m: dict[str, Any], *, bundle: str, spec: dict[str, Any]) 
                                   "or a user namespace")
             uidm = _mappings(linux.get("uidMappings"), "linux.uidMappings")
             gidm = _mappings(linux.get("gidMappings"), "linux.gidMappings")
+    if fstype == "overlay" and opts.data:
+        opts = dataclasses.replace(opts, data=_overlay_data(opts.data, bundle))
     defer_ro = cdest == "/dev" and kind != "bind" and opts.readonly
     if defer_ro:
         opts = dataclasses.replace(opts, flags=opts.flags & ~libc.MS_RDONLY)
     return MountPlan(i, field, cdest, kind, "" if kind == "bind" else fstype, source, opts, uidm, gidm, defer_ro)
+
+
+def _overlay_data(data: str, bundle: str) -> str:
+    """Relative lowerdir/upperdir/workdir entries are bundle-relative, like bind sources (mount(2) would
+    resolve them against whatever the runtime's cwd happens to be)."""
+    out = []
+    for opt in data.split(","):
+        key, eq, value = opt.partition("=")
+        if eq and key in ("lowerdir", "upperdir", "workdir"):
+            parts = value.split(":") if key == "lowerdir" else [value]
+            value = ":".join(x if not x or os.path.isabs(x) else os.path.join(bundle, x) for x in parts)
+            opt = f"{key}={value}"
+        out.append(opt)
+    return ",".join(out)
 
 
 def plan_mounts(spec: dict[str, Any], *, bundle: str) -> tuple[MountPlan, ...]:

@@ -260,6 +260,10 @@ def _is_procfs_root(fd: int) -> bool:
 def _attach_idmapped(ctx: _Ctx, p: MountPlan, src: int, target: int) -> None:
     tree = ctx.premounted.get(p.index)
     if tree is None:
+        if ctx.userns:  # idmapping a host filesystem needs CAP_SYS_ADMIN in the host's user namespace
+            raise SyscallError(f"{p.field}: an idmapped mount in a user namespace must be prepared by the "
+                               "runtime before it enters the namespace (rootfs.open_idmapped_mounts)",
+                               errno.EPERM, path=p.destination)
         tree = idmapped_tree(ctx.proc, p, src)
     try:
         mountfd.attach(tree, target)
@@ -482,27 +486,27 @@ def finalize(spec: dict[str, Any]) -> None:
     writes = sysctl.plan(spec)
     prop = mounts.root_propagation(spec, no_pivot=False)
     plans = mounts.plan_mounts(spec, bundle="/")
-    with ProcHandle.open() as proc:
-        m = FdMounter(proc)
-        root = paths.open_root("/")
-        try:
-            if prop:  # after pivot: applied to the container's '/', never to the host's (runc)
-                m.propagate(root, prop, what="/")
-            sysctl.apply(proc, writes)
-            for i, path in enumerate(linux.get("readonlyPaths") or []):
-                _readonly_path(root, path, f"linux.readonlyPaths[{i}]")
-            for i, path in enumerate(linux.get("maskedPaths") or []):
-                _mask_path(root, path, f"linux.maskedPaths[{i}]")
-            if any(p.defer_readonly for p in plans):
-                fd = paths.open_in_root(root, "/dev", os.O_PATH | os.O_DIRECTORY)
-                try:
-                    mountfd.setattr_fd(fd, libc.MOUNT_ATTR_RDONLY, 0, recursive=False)
-                finally:
-                    os.close(fd)
-            if (spec.get("root") or {}).get("readonly"):
-                mountfd.setattr_fd(root, libc.MOUNT_ATTR_RDONLY, 0, recursive=False)
-        finally:
-            os.close(root)
+    root = paths.open_root("/")
+    try:
+        if prop:  # after pivot: applied to the container's '/', never to the host's (runc)
+            mountfd.setattr_fd(root, 0, 0, recursive=bool(prop & libc.MS_REC), propagation=prop & ~libc.MS_REC)
+        if writes:
+            with ProcHandle.open() as proc:
+                sysctl.apply(proc, writes)
+        for i, path in enumerate(linux.get("readonlyPaths") or []):
+            _readonly_path(root, path, f"linux.readonlyPaths[{i}]")
+        for i, path in enumerate(linux.get("maskedPaths") or []):
+            _mask_path(root, path, f"linux.maskedPaths[{i}]")
+        if any(p.defer_readonly for p in plans):
+            fd = paths.open_in_root(root, "/dev", os.O_PATH | os.O_DIRECTORY)
+            try:
+                mountfd.setattr_fd(fd, libc.MOUNT_ATTR_RDONLY, 0, recursive=False)
+            finally:
+                os.close(fd)
+        if (spec.get("root") or {}).get("readonly"):
+            mountfd.setattr_fd(root, libc.MOUNT_ATTR_RDONLY, 0, recursive=False)
+    finally:
+        os.close(root)
 
 
 def _open_existing(root: int, path: Any, field: str) -> int | None:

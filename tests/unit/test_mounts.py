@@ -261,3 +261,10 @@ def test_parse_stat_and_ns() -> None:
 def test_options_dataclass_is_frozen() -> None:
     with pytest.raises(AttributeError):
         MountOptions().flags = 1  # type: ignore[misc]
+
+
+def test_overlay_relative_dirs_are_bundle_relative() -> None:
+    p = _plan({"destination": "/o", "type": "overlay", "source": "overlay",
+               "options": ["lowerdir=l1:/abs/l2", "upperdir=up", "workdir=/w", "index=off", "ro"]})
+    assert p.options.data == "lowerdir=/b/l1:/abs/l2,upperdir=/b/up,workdir=/w,index=off"
+    assert p.options.readonly
