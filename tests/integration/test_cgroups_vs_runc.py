@@ -74,6 +74,17 @@ REFUSED = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _keep_cgroup2_root_as_found() -> Any:
+    """pyoci enables hugetlb in the hybrid cgroup2 root for hugepageLimits (as runc does on v2); undo it here."""
+    ctl = ROOT / "unified/cgroup.subtree_control"
+    before = set(ctl.read_text().split()) if ctl.exists() else set()
+    yield
+    if ctl.exists():
+        for c in set(ctl.read_text().split()) - before:
+            ctl.write_text(f"-{c}")
+
+
 class Runtime:
     def __init__(self, name: str, tmp: Path, resources: dict[str, Any]) -> None:
         self.name, self.tmp = name, tmp
