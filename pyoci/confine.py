@@ -80,7 +80,8 @@ class Confinement:
     no_new_privs: bool
     rlimits: tuple[Rlimit, ...]
     oom_score_adj: int | None
-    oom_fd: int | None                    # <private proc>/self/oom_score_adj, opened O_WRONLY
+    oom_fd: int | None                    # <private proc>/self/oom_score_adj
+    oom_writable: bool                    # False: the runtime process wrote it, we only verify (userns)
     sched: Sched | None
     ioprio: int | None
     persona: int | None
@@ -206,6 +207,17 @@ def _user(proc: Mapping[str, Any]) -> tuple[int, int, tuple[int, ...], int | Non
 
 # --------------------------------------------------------------------------- prepare (before pivot_root)
 
+def preload(spec: Mapping[str, Any]) -> None:
+    """Import and dlopen what prepare() will need, in the runtime process *before* it forks.
+
+    The container init may already be a mapped root in a new user namespace when prepare() runs, and then
+    cannot read the host's Python library (e.g. a stdlib under a 0700 /root): the libseccomp bindings must
+    be loaded by the parent. Cheap when the config has no seccomp section.
+    """
+    if (spec.get("linux") or {}).get("seccomp") is not None:
+        scmp.bindings()
+
+
 def prepare(spec: Mapping[str, Any], *, cid: str, bundle: str, no_new_keyring: bool,
             tenant: bool = False) -> Confinement:
     """Validate and plan the whole process block, open every handle needed later; nothing is applied.
@@ -224,20 +236,18 @@ def prepare(spec: Mapping[str, Any], *, cid: str, bundle: str, no_new_keyring: b
     ioprio, persona = plan_ioprio(proc), plan_personality(linux)
     cpus = (proc.get("execCPUAffinity") or {}).get("final")
     cpus_final = parse_cpus(cpus, "process.execCPUAffinity.final") if cpus and tenant else None
-    oom = proc.get("oomScoreAdj")
-    if oom is not None and (not isinstance(oom, int) or not -1000 <= oom <= 1000):
-        raise ConfigError(f"process.oomScoreAdj: {oom!r} is outside -1000..1000")
+    oom = oom_score_adj(spec)
     labels = lsm.plan(spec, lsm.enabled())
     sc = linux.get("seccomp")
     splan = scmp.plan(sc) if sc is not None else None
     program = scmp.compile_program(splan) if splan else None
     _remember_host_executables()
-    oom_fd, label_fds = None, []
+    oom_fd, oom_writable, label_fds = None, True, []
     if oom is not None or labels:
         proc_fd = lsm.open_private_proc()
         try:
             if oom is not None:
-                oom_fd = lsm.open_proc_file(proc_fd, "self/oom_score_adj", os.O_WRONLY)
+                oom_fd, oom_writable = _open_oom(proc_fd)
             label_fds = [(label, lsm.open_label(proc_fd, label)) for label in labels]
         finally:
             os.close(proc_fd)
@@ -248,11 +258,31 @@ def prepare(spec: Mapping[str, Any], *, cid: str, bundle: str, no_new_keyring: b
     return Confinement(
         cid=cid, uid=uid, gid=gid, additional_gids=gids, umask=umask, setgroups=_setgroups_allowed(),
         caps=caps, no_new_privs=bool(proc.get("noNewPrivileges")), rlimits=rlimits, oom_score_adj=oom,
-        oom_fd=oom_fd, sched=sched, ioprio=ioprio, persona=persona, cpus_final=cpus_final,
+        oom_fd=oom_fd, oom_writable=oom_writable, sched=sched, ioprio=ioprio, persona=persona, cpus_final=cpus_final,
         keyring=None if no_new_keyring else f"_ses.{cid}",
         # runc: the session keyring must be searchable by the container's root (other with a userns).
         keyring_perm=0x8 if userns else 0x80000,
         labels=tuple(label_fds), seccomp=splan, program=program, listener=listener)
+
+
+def oom_score_adj(spec: Mapping[str, Any]) -> int | None:
+    """process.oomScoreAdj, validated: for the runtime process to write to /proc/<init pid>/oom_score_adj."""
+    oom = (spec.get("process") or {}).get("oomScoreAdj")
+    if oom is not None and (not isinstance(oom, int) or isinstance(oom, bool) or not -1000 <= oom <= 1000):
+        raise ConfigError(f"process.oomScoreAdj: {oom!r} is outside -1000..1000")
+    return oom  # type: ignore[no-any-return]
+
+
+def _open_oom(proc_fd: int) -> tuple[int, bool]:
+    """(fd, writable). In a user namespace our non-dumpable /proc files belong to the host's root, which the
+    container's root cannot write: then the runtime process writes /proc/<pid>/oom_score_adj (see
+    oom_score_adj()) before it lets us go on, and apply_process() only verifies the value."""
+    try:
+        return lsm.open_proc_file(proc_fd, "self/oom_score_adj", os.O_WRONLY), True
+    except OSError as exc:
+        if exc.errno != errno.EACCES:
+            raise
+    return lsm.open_proc_file(proc_fd, "self/oom_score_adj", os.O_RDONLY), False
 
 
 def _setgroups_allowed() -> bool:
@@ -275,12 +305,7 @@ def apply_process(c: Confinement) -> None:
         except OSError as exc:
             raise PyociError(f"process.rlimits: {exc}") from None
     if c.oom_fd is not None:
-        try:
-            os.write(c.oom_fd, str(c.oom_score_adj).encode())
-        except OSError as exc:
-            raise PyociError(f"process.oomScoreAdj {c.oom_score_adj}: cannot write oom_score_adj: "
-                             f"[Errno {exc.errno}] {exc.strerror}") from None
-        os.close(c.oom_fd)
+        _apply_oom(c)
     if c.sched is not None:
         libc.sched_setattr(c.sched.attr, what=c.sched.policy)
     if c.ioprio is not None:
@@ -295,6 +320,23 @@ def apply_process(c: Confinement) -> None:
         os.close(fd)
     if c.umask is not None:  # config.md: left unchanged when unset (runc forces 0022; we follow the spec)
         os.umask(c.umask)
+
+
+def _apply_oom(c: Confinement) -> None:
+    assert c.oom_fd is not None
+    try:
+        if c.oom_writable:
+            os.write(c.oom_fd, str(c.oom_score_adj).encode())
+        else:
+            have = int(os.read(c.oom_fd, 32).strip() or 0)
+            if have != c.oom_score_adj:  # never run with a silently different score
+                raise PyociError(f"process.oomScoreAdj {c.oom_score_adj}: is {have}; in a user namespace the "
+                                 "runtime process must write /proc/<pid>/oom_score_adj")
+    except OSError as exc:
+        raise PyociError(f"process.oomScoreAdj {c.oom_score_adj}: cannot write oom_score_adj: "
+                         f"[Errno {exc.errno}] {exc.strerror}") from None
+    finally:
+        os.close(c.oom_fd)
 
 
 def _join_keyring(name: str, perm: int) -> None:
