@@ -25,6 +25,11 @@ EXTRA_COMMANDS = {"exec": "pyoci.exec_cmd", "pause": "pyoci.cgroup_cmds", "resum
 
 
 class _Parser(argparse.ArgumentParser):
+    def _get_option_tuples(self, option_string: str) -> list[Any]:
+        # Python 3.11 prefix-matches single-dash long flags even with allow_abbrev=False (`-r` would be
+        # "ambiguous: -root, -rootless"): like Go's flag package, match options exactly.
+        return []
+
     def error(self, message: str) -> Any:  # one line + usage, exit 1 like runc's "Incorrect Usage."
         self.print_usage(sys.stderr)
         sys.stderr.write(f"{self.prog}: error: {message}\n")

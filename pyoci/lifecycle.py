@@ -139,12 +139,13 @@ def state(store: StateStore, cid: str) -> dict[str, Any]:
 def kill(store: StateStore, cid: str, sig: int, all_procs: bool = False) -> None:
     c = Container(store, cid)
     status = c.status()
-    if status not in (Status.CREATED, Status.RUNNING, Status.PAUSED):
-        raise InvalidStatus(cid, status, "kill", "container not running")
     cg = c._cgroup() if all_procs else None
-    if cg is not None:
+    if cg is not None and (status != Status.STOPPED or cg.pids()):
+        # --all: every process in the container's cgroup, even after the init exited (runc allows it).
         cg.kill_all(sig)
         return
+    if status not in (Status.CREATED, Status.RUNNING, Status.PAUSED):
+        raise InvalidStatus(cid, status, "kill", "container not running")
     if not c.signal(sig):
         raise InvalidStatus(cid, Status.STOPPED, "kill", "container not running")
 
@@ -185,6 +186,9 @@ def _kill_and_wait(c: Container, timeout: float = 10.0) -> None:
         except PyociError:
             pass
     c.signal(signal.SIGKILL)
+    if cg is not None:
+        # Without its own pid namespace the init's death does not take the other processes with it.
+        cg.kill_all(signal.SIGKILL)
     deadline = time.monotonic() + timeout
     while pids.alive(c.state.pid, c.state.start_time):
         if time.monotonic() > deadline:
@@ -201,6 +205,8 @@ def _destroy(store: StateStore, c: Container) -> None:
         pass
     cg = c._cgroup()
     if cg is not None:
+        if cg.pids():  # leftovers of a container without its own pid namespace (runc signalAllProcesses)
+            cg.kill_all(signal.SIGKILL)
         cg.destroy()
     if c.state.netdevices:
         from pyoci.linux import net

@@ -152,7 +152,6 @@ class _Creation:
         self.cgroup.create()
         self.st.cgroup = self.cgroup.to_state()
         self.store.save(self.st)
-        self.cgroup.apply((self.spec.get("linux") or {}).get("resources") or {})
 
     def open_join_fds(self, ns_plan: Any) -> tuple[tuple[str, int], ...]:
         out = []
@@ -205,9 +204,14 @@ class _Creation:
                 self.st.pid = int(msg["pid"])
                 self.st.start_time = pids.start_time(self.st.pid)
                 self.store.save(self.st)
-                sync.send(sock, type="hostpid", pid=self.st.pid)
                 os.waitpid(self.c1, 0)
                 self.c1 = 0
+                # Limits are applied once the init is the only process in the cgroup (as runc): with
+                # pids.limit 1 the intermediate child and the fork would not fit. The init waits for its
+                # host pid (sent next), so it has not opened a device or run anything yet.
+                if self.cgroup is not None:
+                    self.cgroup.apply((self.spec.get("linux") or {}).get("resources") or {})
+                sync.send(sock, type="hostpid", pid=self.st.pid)
             elif kind == "create-runtime":
                 self._reply(sock, self._create_runtime)
             elif kind == "ready":

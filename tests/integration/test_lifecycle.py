@@ -192,3 +192,30 @@ def test_preserve_fds_missing_is_an_error(make_bundle):
     p = b.pyoci("create", "--preserve-fds", "3", "--bundle", str(b.dir), b.id)
     assert p.returncode == 1 and "preserved-fd" in p.stderr
     assert not (b.root / b.id).exists()
+
+
+def test_pids_limit_one_still_creates(make_bundle):
+    # Limits are applied when the init is alone in its cgroup: the intermediate child must not count.
+    spec = base_config(["sh", "-c", "echo alone"])
+    spec["linux"]["resources"] = {"pids": {"limit": 1}}
+    b = make_bundle(spec)
+    p = b.pyoci("run", "--bundle", str(b.dir), b.id)
+    assert p.returncode == 0 and p.stdout == "alone\n", p.stderr
+
+
+def test_delete_kills_processes_left_in_the_cgroup_without_own_pid_ns(make_bundle):
+    spec = base_config(["sh", "-c", "sleep 300 & sleep 300"])
+    spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "pid"]
+    spec["mounts"] = [m for m in spec["mounts"] if m["type"] != "proc"]
+    b = make_bundle(spec)
+    b.pyoci("run", "--detach", "--bundle", str(b.dir), b.id, check=True)
+    cg = json.loads((b.root / b.id / "state.json").read_text())["cgroup"]
+    ps = json.loads(b.pyoci("ps", "--format", "json", b.id, check=True).stdout)
+    assert len(ps) == 2
+    b.pyoci("kill", b.id, "KILL", check=True)  # only the init: its sibling survives (no pid namespace)
+    assert wait_for(lambda: b.state()["status"] == "stopped")
+    b.pyoci("delete", b.id, check=True)
+    for p in ps:
+        assert wait_for(lambda: not Path(f"/proc/{p}").exists() or
+                        Path(f"/proc/{p}/stat").read_text().split(")")[1].split()[0] == "Z")
+    assert not (b.root / b.id).exists() and cg

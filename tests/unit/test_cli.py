@@ -108,3 +108,9 @@ def test_spec_writes_and_refuses_overwrite(tmp_path):
     assert cfg["process"]["args"] == ["sh"] and cfg["root"]["path"] == "rootfs"
     p = run("spec", "--bundle", str(tmp_path))
     assert p.returncode == 1 and "exists" in p.stderr
+
+
+def test_single_dash_short_flag_is_not_prefix_matched():
+    # Python 3.11 argparse would call `-r` ambiguous (-root, -rootless); Go's flag package matches exactly.
+    args = build_parser(["update", "-r", "/tmp/res.json", "c1"]).parse_args(["update", "-r", "/tmp/res.json", "c1"])
+    assert args.id == "c1"
