@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pyoci import confine, lsm
+from pyoci import confine, confine_exec, lsm
 from pyoci.errors import ConfigError
 
 
@@ -152,7 +152,7 @@ def in_chroot(root: Path, fn: Callable[[], Any], mount_proc: bool = True) -> Any
         try:
             os.close(r)
             from pyoci.linux import libc
-            confine._remember_host_executables()  # as prepare() does, while the host is visible
+            confine_exec.remember_host_executables()  # as prepare() does, while the host is visible
             if mount_proc:
                 libc.unshare(libc.CLONE_NEWNS)
                 libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
@@ -222,7 +222,7 @@ def test_resolve_executable_refuses_a_bind_mounted_interpreter(root):
     if pid == 0:
         from pyoci.linux import libc
         try:
-            confine._remember_host_executables()
+            confine_exec.remember_host_executables()
             libc.unshare(libc.CLONE_NEWNS)
             libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
             libc.mount(exe, str(root / "usr" / "bin" / "python"), None, libc.MS_BIND)
