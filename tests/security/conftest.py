@@ -170,6 +170,14 @@ def verdict(env: Env, sid: str, title: str, unsafe: str | None, run: Run | None,
         pytest.xfail(f"{sid}: {env.rt.name} is unsafe: {unsafe}")
 
 
+def record_pyoci_only(sid: str, title: str, outcome: str) -> None:
+    """A row measured for pyoci alone (in-process runs that check every mount before pivot)."""
+    TITLES[sid] = title
+    RESULTS.setdefault(sid, {})["pyoci"] = outcome
+    RESULTS[sid].setdefault("runc", "n/a (pyoci internals)")
+    RESULTS[sid].setdefault("crun", "n/a (pyoci internals)")
+
+
 def skip_unavailable(env: Env, sid: str, title: str) -> None:
     why = env.rt.available()
     if why:
