@@ -9,6 +9,13 @@
 | poststart       | runtime ns, start, after the user program ran   | running         | error + stop container (1.3 #1262) |
 | poststop        | runtime ns, delete, after the container is gone | stopped         | warning; remaining hooks still run |
 
+Hooks in the container namespaces get the pid as the container sees it (runtime.md#state). A failing
+createContainer hook reaches create as a HookError (sync "error" with "hook": true), so create's abort runs
+poststop. startContainer runs after `create` returned: the init keeps exec.fifo open until execve and writes
+"H<error>" into it on failure, so `start` fails, stops and destroys the container and runs poststop. The
+same channel makes `start` wait until the program was executed before poststart runs. (runc 1.1 does not
+report startContainer failures to `start` at all: its start returns 0 and the container just stops.)
+
 Implemented with fork + execve (no subprocess) so that it is safe in the container-side child, where nothing
 may be imported; the hook gets only fds 0 (state), 1 and 2 (a capture pipe).
 """

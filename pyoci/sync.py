@@ -11,7 +11,11 @@ security.md class 12). Protocol, in order (C1 = intermediate child, C2 = contain
 | C2     | {"type":"log","level","msg"}    | –                         | parent re-emits the line                  |
 | C2     | {"type":"create-runtime"}       | {"type":"ok"} / error     | prestart + createRuntime hooks, netDevices |
 | C2     | {"type":"ready"}                | –                         | parent writes state + pid file, returns   |
-| C1/C2  | {"type":"error","msg"}          | –                         | create fails; parent cleans up            |
+| C1/C2  | {"type":"error","msg","hook"}   | –                         | create fails; parent cleans up (and runs  |
+|        |                                 |                           | poststop when "hook": createContainer)    |
+After "ready" the socket is closed; C2 reports to `start` through exec.fifo instead (lifecycle.start):
+"0" = released, then EOF = execve done, or "H<msg>"/"E<msg>" = a startContainer hook / anything else failed.
+`exec` uses the same protocol shape with its own messages (table in pyoci/tenant.py).
 """
 from __future__ import annotations
 
