@@ -3,7 +3,8 @@ devpts, and its master is handed to the caller over --console-socket (cli-surfac
 
 Runtime side, before the fork (the socket path is a host path):   connect(path) -> fd
 Container side, after pivot_root (init) or the chroot into the container's root (exec):   setup(fd, plan)
-  1. open /dev/pts/ptmx without following any symlink; verify devpts, inode 2, char 5:2 on the fd
+  1. open /dev/pts/ptmx inside the root (symlinks stay in it, no magic links); verify devpts, inode 2,
+     char 5:2 on the fd: what counts is what was opened, so a symlinked /dev/pts works as with runc/crun
   2. unlock it and get the peer with TIOCGPTPEER (fallback: /dev/pts/N verified on the same devpts)
   3. consoleSize (TIOCSWINSZ) and the owner of the peer (the process user: runc fixStdioPermissions)
   4. init only: bind the peer *fd* onto /dev/console, created O_CREAT|O_EXCL|O_NOFOLLOW, never a symlink
@@ -28,6 +29,7 @@ from pyoci.errors import ConfigError, PyociError, SyscallError
 from pyoci.linux import libc, mountfd
 
 _NO_LINKS = libc.RESOLVE_IN_ROOT | libc.RESOLVE_NO_SYMLINKS | libc.RESOLVE_NO_MAGICLINKS
+_IN_ROOT = libc.RESOLVE_IN_ROOT | libc.RESOLVE_NO_MAGICLINKS
 _O = os.O_CLOEXEC
 
 
@@ -100,10 +102,10 @@ def setup(sock_fd: int, p: ConsolePlan) -> None:
 
 
 def _open_ptmx() -> int:
-    """The container's /dev/pts/ptmx: symlinks refused anywhere on the path, identity checked on the fd."""
+    """The container's /dev/pts/ptmx, resolved inside the root; its identity is checked on the fd."""
     root = os.open("/", os.O_PATH | os.O_DIRECTORY | _O)
     try:
-        fd = libc.openat2(root, "dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | _O, resolve=_NO_LINKS)
+        fd = libc.openat2(root, "dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | _O, resolve=_IN_ROOT)
     except SyscallError as exc:
         raise SyscallError("process.terminal: open /dev/pts/ptmx (a devpts mount at /dev/pts is required)",
                            exc.errno or errno.EIO) from None
@@ -140,7 +142,7 @@ def _open_peer(master: int, index: int) -> int:
 def _open_peer_by_name(index: int, flags: int) -> int:
     root = os.open("/", os.O_PATH | os.O_DIRECTORY | _O)
     try:
-        return libc.openat2(root, f"dev/pts/{index}", flags, resolve=_NO_LINKS)
+        return libc.openat2(root, f"dev/pts/{index}", flags, resolve=_IN_ROOT)  # verified by the caller
     finally:
         os.close(root)
 

@@ -204,6 +204,25 @@ def test_a5_dev_console_and_dev_pts_symlinks_are_safe(make_bundle, variant):
     assert str(canary) not in Path("/proc/self/mountinfo").read_text()  # nothing mounted over H on the host
 
 
+def test_ptmx_that_is_not_on_devpts_is_refused(make_bundle):
+    """class 8: a 5:2 node that is not the devpts instance's own ptmx (ino 2) is refused, although the kernel
+    would open it (it finds a devpts named `pts` next to it)."""
+    spec = tty_config(["true"])
+    spec["mounts"] = [m for m in spec["mounts"] if m["destination"] not in ("/dev", "/dev/pts")]
+    spec["mounts"].append({"destination": "/dev/pts/pts", "type": "devpts", "source": "devpts",
+                           "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]})
+    b = make_bundle(spec)
+    (b.rootfs / "dev" / "pts").mkdir()
+    os.mknod(b.rootfs / "dev" / "pts" / "ptmx", 0o666 | 0o020000, os.makedev(5, 2))
+    cs = ConsoleSocket(b.dir / "c.sock")
+    try:
+        p = b.pyoci("create", "--bundle", str(b.dir), "--console-socket", cs.path, b.id)
+    finally:
+        cs.close()
+    assert p.returncode == 1 and "is not the ptmx of a devpts instance" in p.stderr, p.stderr
+    assert not (b.root / b.id).exists()
+
+
 # --------------------------------------------------------------------------- foreground: pyoci relays
 
 def spawn_on_pty(argv: list[str], rows: int, cols: int) -> tuple[subprocess.Popen[bytes], int, int]:
