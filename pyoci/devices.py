@@ -65,7 +65,7 @@ def plan_devices(spec: dict[str, Any]) -> tuple[DeviceNode, ...]:
         major, minor = d.get("major"), d.get("minor")
         if kind != "p" and (not isinstance(major, int) or not isinstance(minor, int)):
             raise ConfigError(f"config.json: {field}: major and minor are required for type {kind!r}")
-        if kind != "p" and (major < 0 or minor < 0):  # type: ignore[operator]
+        if kind != "p" and (major < 0 or minor < 0):
             raise ConfigError(f"config.json: {field}: negative major/minor")
         mode = d.get("fileMode", 0o666)
         if not isinstance(mode, int) or not 0 <= mode <= 0o177777:
@@ -102,7 +102,7 @@ def _apply_node(root_fd: int, node: DeviceNode, *, bind: bool, mounter: FdMounte
                 return
             except SyscallError as exc:
                 if exc.errno != errno.EPERM or node.kind == "p":
-                    raise SyscallError(f"{node.field}: mknod", exc.errno, path=node.path) from None
+                    raise SyscallError(f"{node.field}: mknod", exc.errno or errno.EIO, path=node.path) from None
         _bind_from_host(parent, name, node, mounter)
     finally:
         os.close(parent)

@@ -174,7 +174,7 @@ def _finish(ctx: _Ctx, p: MountPlan, fd: int) -> None:
         try:
             mountfd.setattr_fd(fd, p.options.attr_set, p.options.attr_clr, recursive=True)
         except SyscallError as exc:
-            raise SyscallError(f"{p.field}: mount_setattr", exc.errno, path=p.destination) from None
+            raise SyscallError(f"{p.field}: mount_setattr", exc.errno or errno.EIO, path=p.destination) from None
 
 
 def _mount_fs(ctx: _Ctx, p: MountPlan) -> None:
@@ -268,7 +268,7 @@ def _attach_idmapped(ctx: _Ctx, p: MountPlan, src: int, target: int) -> None:
     try:
         mountfd.attach(tree, target)
     except SyscallError as exc:
-        raise SyscallError(f"{p.field}: move_mount", exc.errno, path=p.destination) from None
+        raise SyscallError(f"{p.field}: move_mount", exc.errno or errno.EIO, path=p.destination) from None
     finally:
         os.close(tree)
 
@@ -285,7 +285,7 @@ def idmapped_tree(proc: ProcHandle, p: MountPlan, src: int) -> int:
                                userns_fd=userns)
         except SyscallError as exc:
             os.close(tree)
-            raise SyscallError(f"{p.field}: idmap mount_setattr", exc.errno, path=p.destination) from None
+            raise SyscallError(f"{p.field}: idmap mount_setattr", exc.errno or errno.EIO, path=p.destination) from None
         return tree
     finally:
         os.close(userns)
@@ -517,7 +517,7 @@ def _open_existing(root: int, path: Any, field: str) -> int | None:
     except SyscallError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             return None  # nonexistent targets are skipped (runc)
-        raise SyscallError(f"{field}: open", exc.errno, path=path) from None
+        raise SyscallError(f"{field}: open", exc.errno or errno.EIO, path=path) from None
 
 
 def _readonly_path(root: int, path: Any, field: str) -> None:
@@ -533,7 +533,7 @@ def _readonly_path(root: int, path: Any, field: str) -> None:
         finally:
             os.close(tree)
     except SyscallError as exc:
-        raise SyscallError(f"{field}: make read-only", exc.errno, path=path) from None
+        raise SyscallError(f"{field}: make read-only", exc.errno or errno.EIO, path=path) from None
     finally:
         os.close(fd)
 
@@ -561,7 +561,7 @@ def _mask_path(root: int, path: Any, field: str) -> None:
         finally:
             os.close(tree)
     except SyscallError as exc:
-        raise SyscallError(f"{field}: mask", exc.errno, path=path,
+        raise SyscallError(f"{field}: mask", exc.errno or errno.EIO, path=path,
                            why=None if exc.errno != errno.EPERM else str(exc)) from None
     finally:
         os.close(fd)
@@ -576,7 +576,7 @@ def enter_cwd(cwd: str) -> None:
             fd = paths.open_in_root(root, cwd, os.O_PATH | os.O_DIRECTORY)
         except SyscallError as exc:
             if exc.errno != errno.ENOENT:
-                raise SyscallError("process.cwd: open", exc.errno, path=cwd) from None
+                raise SyscallError("process.cwd: open", exc.errno or errno.EIO, path=cwd) from None
             fd = paths.mkdir_all_in_root(root, cwd)
         try:
             os.fchdir(fd)

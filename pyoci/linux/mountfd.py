@@ -71,7 +71,7 @@ class FdMounter:
             try:
                 libc.mount(src, self.fd_ref(target_fd), fstype, flags, data)
             except SyscallError as exc:
-                raise SyscallError("mount", exc.errno, src=source, dst=what, type=fstype,
+                raise SyscallError("mount", exc.errno or errno.EIO, src=source, dst=what, type=fstype,
                                    flags=libc.flag_names(flags) or None, data=data or None) from None
 
     def bind(self, source_fd: int, target_fd: int, *, recursive: bool, what: str, source: str) -> None:
@@ -102,7 +102,7 @@ class FdMounter:
             try:
                 libc.umount2(self.fd_ref(target_fd), flags)
             except SyscallError as exc:
-                raise SyscallError("umount2", exc.errno, target=what) from None
+                raise SyscallError("umount2", exc.errno or errno.EIO, target=what) from None
 
 
 def current_flags(fd: int) -> int:

@@ -52,7 +52,7 @@ def open_in_root(root_fd: int, path: str, flags: int = os.O_PATH, *, follow: boo
         return libc.openat2(root_fd, _rel(path), flags, mode, RESOLVE)
     except SyscallError as exc:
         if exc.errno not in (errno.ENOSYS, errno.E2BIG):
-            raise SyscallError("open in rootfs", exc.errno, path=clean(path)) from None
+            raise SyscallError("open in rootfs", exc.errno or errno.EIO, path=clean(path)) from None
     # openat2 unavailable (kernel < 5.6): the component walk, which never follows anything out.
     fd, missing = walk(root_fd, path, follow_last=follow)
     if missing:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
-from typing import Literal
+from typing import Literal, Self
 
 from pyoci.errors import SyscallError
 from pyoci.linux import libc
@@ -50,7 +50,7 @@ class ProcHandle:
             os.close(self.fd)
             self.fd = -1
 
-    def __enter__(self) -> ProcHandle:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import rootfs_harness as h
+
 from pyoci import rootfs as pyoci_rootfs
 from pyoci.linux import libc
 
@@ -62,7 +62,7 @@ def test_default_container_filesystem(wd: h.Workdir, userns: bool) -> None:
     assert {"nosuid", "noexec", "nodev", "ro"} <= set(m["/sys"]["options"])
     assert {"nosuid", "noexec", "nodev"} <= set(m["/dev/shm"]["options"])
     # only container paths are mount points: the old root was detached (C12)
-    assert not [p for p in m if p.startswith(str(wd.path)) or p.startswith("/tmp/")]
+    assert not [p for p in m if p.startswith((str(wd.path), "/tmp/"))]
     assert "bin" in d["root_ls"] and "etc" in d["root_ls"]
     for name, (ma, mi) in {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9),
                            "tty": (5, 0)}.items():
@@ -101,7 +101,7 @@ def test_root_readonly_and_dev_ro_deferred(wd: h.Workdir) -> None:
 
 
 # slave of a private mount is private: "master:" shows only when the host's / is shared (it is not here)
-HOST_ROOT_SHARED = any(" / / " in ln and "shared:" in ln for ln in open("/proc/self/mountinfo"))
+HOST_ROOT_SHARED = any(" / / " in ln and "shared:" in ln for ln in Path("/proc/self/mountinfo").read_text().splitlines())
 
 
 @pytest.mark.parametrize("prop, expect", [("shared", "shared:"), ("rshared", "shared:"),

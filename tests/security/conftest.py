@@ -24,9 +24,9 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 
-import rootfs_harness as h  # noqa: E402
+import rootfs_harness as h
 
-from pyoci.linux import libc  # noqa: E402
+from pyoci.linux import libc
 
 REPO = HERE.parents[1]
 CONTROLLERS = Path("/sys/fs/cgroup/unified/cgroup.controllers")

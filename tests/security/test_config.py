@@ -5,7 +5,6 @@ import os
 import uuid
 
 import pytest
-
 import rootfs_harness as h
 from conftest import Env, base_config, skip_unavailable, verdict
 
@@ -59,8 +58,8 @@ def test_b10_mounts_over_or_inside_proc(env: Env, variant: str) -> None:
     m = dict(VARIANTS[variant])
     if m["source"] == "<dir>":
         m["source"] = str(hostdir)
-    cfg = base_config(["sh", "-c", "ls /proc/marker 2>/dev/null; grep -c . /proc/self/mountinfo; "
-                                   "grep ' /proc/sys ' /proc/self/mountinfo | tail -1"])
+    script = "ls /proc/marker 2>/dev/null; grep -c . /proc/self/mountinfo; grep ' /proc/sys ' /proc/self/mountinfo | tail -1"
+    cfg = base_config(["sh", "-c", script])
     cfg["mounts"].append(m)
     b, r = env.bundle(cfg)
     if variant == "symlink-to-proc-sys":

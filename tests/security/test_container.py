@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
-
 from conftest import Env, base_config, skip_unavailable, verdict
 
 pytestmark = pytest.mark.root
@@ -66,7 +66,7 @@ def test_c12_pivot_hygiene(env: Env) -> None:
     allowed = {m["destination"] for m in cfg["mounts"]} | set(cfg["linux"]["maskedPaths"]) \
         | set(cfg["linux"]["readonlyPaths"]) | {"/"} | {f"/dev/{n}" for n in ("null", "zero", "full", "random",
                                                                               "urandom", "tty", "console")}
-    host_points = {ln.split()[4] for ln in open("/proc/self/mountinfo")}
+    host_points = {ln.split()[4] for ln in Path("/proc/self/mountinfo").read_text().splitlines()}
     host_only = host_points - allowed
     run = env.rt.run(b)
     bad = []

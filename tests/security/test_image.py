@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
-
 import rootfs_harness as h
 from conftest import Env, base_config, skip_unavailable, verdict, without_dev_mounts
 
@@ -45,7 +45,7 @@ def test_a3_dev_null_symlink_stdio_reopen(env: Env) -> None:
     b, r, host_file = _a3_bundle(env, ["sh", "-c", "echo MARK; echo MARK >&2"])
     os.symlink("/canary", r / "dev" / "null")  # type: ignore[operator]
     run = env.rt.run(b)  # type: ignore[arg-type]
-    content = open(host_file).read()
+    content = Path(host_file).read_text()
     unsafe = f"container output went to the host file ({content.strip()!r})" if content else None
     if not unsafe and run.rc == 0 and not ("MARK" in run.out and "MARK" in run.err):
         unsafe = "container ran but its output did not reach the caller"
@@ -57,8 +57,7 @@ def test_a4_masked_path_with_fake_dev_null(env: Env, variant: str) -> None:
     sid, title = f"A4 ({variant})", "maskedPaths with a fake /dev/null"
     skip_unavailable(env, sid, title)
     b, r, host_file = _a3_bundle(env, ["sh", "-c", "cat /secret; echo; stat -c %t:%T /secret"])
-    with open(host_file, "w") as f:
-        f.write("HCONTENT\n")
+    Path(host_file).write_text("HCONTENT\n")
     cfg_path = b / "config.json"  # type: ignore[operator]
     import json
     cfg = json.loads(cfg_path.read_text())
@@ -72,7 +71,7 @@ def test_a4_masked_path_with_fake_dev_null(env: Env, variant: str) -> None:
         os.symlink("/canary", null)
     run = env.rt.run(b)  # type: ignore[arg-type]
     # A runtime that reopens stdio on a fake /dev/null (A3) sends the output there: look there too.
-    host_now = open(host_file).read()
+    host_now = Path(host_file).read_text()
     fake = null.read_text() if variant == "regular-file" and null.is_file() else ""
     seen = run.out + host_now.replace("HCONTENT\n", "", 1) + fake.replace("LEAK\n", "", 1)
     unsafe = None
@@ -126,7 +125,7 @@ def test_a9_dotdot_destination(env: Env) -> None:
     canary = env.wd.canary_dir()
     cfg = base_config(["true"])
     cfg["mounts"].append({"destination": f"/../../../..{canary}/x", "type": "tmpfs", "source": "tmpfs"})
-    b, r = env.bundle(cfg)
+    b, _ = env.bundle(cfg)
     before = h.snapshot(canary)
     run = env.rt.run(b)
     unsafe = "created x in the host canary dir" if h.snapshot(canary) != before else None
