@@ -408,3 +408,22 @@ def test_prepare_from_a_cwd_the_userns_cannot_enter(wd: h.Workdir) -> None:
     private = wd.path / "private"
     private.mkdir(mode=0o700)
     _ok(h.run(h.base_spec(userns=True), bundle=b, rootfs=r, userns=True, cwd=str(private)))
+
+
+def test_proc_allow_list_and_procfs_bind(wd: h.Workdir) -> None:
+    """lxcfs-style binds over allow-listed /proc files work; a procfs root may be bound over /proc."""
+    b, r = wd.bundle()
+    fake = wd.path / "cpuinfo"
+    fake.write_text("processor: fake\n")
+    spec = h.base_spec(masked=False)
+    spec["mounts"].append({"destination": "/proc/cpuinfo", "source": str(fake), "options": ["bind", "ro"]})
+
+    def check() -> dict[str, Any]:
+        return {"cpuinfo": Path("/proc/cpuinfo").read_text()}
+
+    assert _ok(h.run(spec, bundle=b, rootfs=r, check=check)) == {"cpuinfo": "processor: fake\n"}
+    spec = h.base_spec(masked=False)
+    spec["mounts"][0] = {"destination": "/proc", "source": "/proc", "options": ["rbind"]}
+    res = h.run(spec, bundle=b, rootfs=r, ns_flags=h.NS_DEFAULT & ~libc.CLONE_NEWPID,
+                check=lambda: {"fs": _mounts_by_point()["/proc"]["fstype"]})
+    assert _ok(res) == {"fs": "proc"}
