@@ -212,6 +212,27 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+_SPAWNING = {"create", "run", "exec"}
+
+
+def _close_inherited_fds(args: argparse.Namespace) -> str | None:
+    """Before opening anything: check the fds we are asked to pass, close every other inherited fd.
+    The container init is forked, not exec'ed, so CLOEXEC would not keep a caller's fd out of it while the
+    container sits in `created` (security.md B1, class 2). Returns an error message instead of raising:
+    logging is not set up yet."""
+    from pyoci.linux import libc
+    from pyoci.linux.pids import listen_fds
+    preserve = getattr(args, "preserve_fds", 0) or 0
+    passed = listen_fds() + max(0, preserve)
+    for fd in range(3, 3 + passed):
+        try:
+            os.fstat(fd)
+        except OSError:
+            return f"--preserve-fds {preserve}: unable to stat preserved-fd {fd}: it is not open"
+    libc.close_range(3 + passed)
+    return None
+
+
 def version_text() -> str:
     return f"pyoci version {__version__}\nspec: {OCI_VERSION}\npython: {sys.version.split()[0]}\n"
 
@@ -221,9 +242,19 @@ def main(argv: list[str] | None = None) -> int:
     if args_in and args_in[0] in ("--version", "-v", "-version"):  # podman/containerd probe this often
         sys.stdout.write(version_text())
         return 0
+    word = _command_word(args_in)
+    if word in _SPAWNING:
+        # Class 1: every container process is forked from this one, so make /proc/self/exe a sealed
+        # memfd copy of the interpreter before anything else (re-execs once, ~10 ms).
+        from pyoci import confine_seal
+        confine_seal.seal()
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    logs.setup(args.log, args.log_format, args.debug)
+    fd_error = _close_inherited_fds(args) if args.command in _SPAWNING else None
+    logs.setup(args.log, args.log_format, args.debug)  # after the close: the log fd must survive it
+    if fd_error:
+        logs.fatal(fd_error)
+        return getattr(args, "error_exit_code", 1)
     if args.version:
         sys.stdout.write(version_text())
         return 0

@@ -13,7 +13,7 @@ import signal
 import socket
 from typing import Any
 
-from pyoci import hooks, init, logs, sync
+from pyoci import confine, hooks, init, logs, sync
 from pyoci.errors import ChildError, ConfigError, HookError, PyociError
 from pyoci.linux import libc, pids, procfs
 from pyoci.namespaces import NS_TYPES, idmap_text
@@ -42,16 +42,6 @@ def now_rfc3339nano() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
 
 
-def _listen_fds() -> int:
-    """LISTEN_FDS is honoured only when LISTEN_PID is our own pid (sd_listen_fds semantics)."""
-    try:
-        if int(os.environ.get("LISTEN_PID", "0")) == os.getpid():
-            return max(0, int(os.environ.get("LISTEN_FDS", "0")))
-    except ValueError:
-        pass
-    return 0
-
-
 def _check_terminal(spec: dict[str, Any], opts: CreateOptions) -> bool:
     """runc utils_linux.go checkTerminal (same messages); True when the container gets a pty."""
     terminal = bool((spec.get("process") or {}).get("terminal"))
@@ -78,7 +68,7 @@ def create(store: StateStore, cid: str, spec: dict[str, Any], opts: CreateOption
     ns_plan = plan_namespaces(spec)
     if "mount" not in ns_plan.new and not ns_plan.has_own("mount"):
         raise ConfigError("config.json: linux.namespaces: pyoci needs a mount namespace (type 'mount')")
-    listen = _listen_fds()
+    listen = pids.listen_fds()
     passed = listen + opts.preserve_fds
     for fd in range(3, 3 + passed):
         try:
@@ -108,6 +98,7 @@ def create(store: StateStore, cid: str, spec: dict[str, Any], opts: CreateOption
         os.chmod(fifo, 0o622)  # the container's user opens it for writing (it may be non-root)
         store.save(st)
         c.setup_cgroup(opts.systemd_cgroup)
+        confine.preload(spec)  # the seccomp bindings: the init may not be able to read the host's stdlib
         ctx = init.InitContext(
             spec=spec, cid=cid, bundle=bundle, rootfs=rootfs, ns=ns_plan, join_fds=c.open_join_fds(ns_plan),
             state_dir_fd=os.open(sdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), passed_fds=passed,
@@ -211,6 +202,10 @@ class _Creation:
                 # host pid (sent next), so it has not opened a device or run anything yet.
                 if self.cgroup is not None:
                     self.cgroup.apply((self.spec.get("linux") or {}).get("resources") or {})
+                oom = confine.oom_score_adj(self.spec)
+                if oom is not None:
+                    # config.md#linux-process: in a user namespace the init cannot write its own file.
+                    procfs.write(self.proc_fd, self.st.pid, "oom_score_adj", str(oom))
                 sync.send(sock, type="hostpid", pid=self.st.pid)
             elif kind == "create-runtime":
                 self._reply(sock, self._create_runtime)

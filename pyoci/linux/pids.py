@@ -73,3 +73,13 @@ def parse_signal(text: str) -> int:
         return int(getattr(signal.Signals, name))
     except AttributeError:
         raise ValueError(f"unknown signal {text!r}") from None
+
+
+def listen_fds() -> int:
+    """LISTEN_FDS, honoured only when LISTEN_PID is our own pid (sd_listen_fds semantics)."""
+    try:
+        if int(os.environ.get("LISTEN_PID", "0")) == os.getpid():
+            return max(0, int(os.environ.get("LISTEN_FDS", "0")))
+    except ValueError:
+        pass
+    return 0

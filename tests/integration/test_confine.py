@@ -362,8 +362,6 @@ def test_b1_caller_fds_never_reach_the_container_process(make_bundle, tmp_path):
     assert (tmp_path / "out").read_text().split() == ["0", "1", "2", "3", "/"]  # 3 is ls's own directory fd
 
 
-@pytest.mark.xfail(strict=True, reason="lead: call confine.close_inherited_fds(passed) first thing in create/run/"
-                   "exec: the forked init holds the caller's leaked fds while created")
 def test_b1_caller_fds_not_held_by_the_created_init(make_bundle, tmp_path):
     b = make_bundle(base_config(["true"]))
     pid, leaked = _create_with_leaked_fds(b, tmp_path)
@@ -420,8 +418,6 @@ def test_b5_listen_fds_only_when_listen_pid_is_ours(make_bundle):
     assert p.stdout.splitlines() == ["0 1 2 3 4 5 ", "fd3", "fd4", "", "LISTEN_FDS=2 LISTEN_PID=1"]
 
 
-@pytest.mark.xfail(strict=True, reason="lead: --preserve-fds N does not check that fds 3..3+N-1 were open at start-up, "
-                   "so a runtime-internal fd takes the missing number and reaches the container")
 def test_b6_preserve_fds_missing_fd_is_an_error(make_bundle):
     b = make_bundle(base_config(CHECK_FDS))
     p = _run_with_fds(b, 1, "--preserve-fds", "2")  # fd 4 is not open: an error, not a silent pass
@@ -486,8 +482,6 @@ def _userns(spec: dict) -> dict:
     return spec
 
 
-@pytest.mark.xfail(strict=True, reason="lead: call confine.preload(spec) in the runtime process before forking: the "
-                   "container init, root of a new user namespace, cannot import the seccomp bindings from a 0700 /root")
 def test_userns_non_root_caps_seccomp_notify_keyring(make_bundle):
     sock = Path(f"/tmp/pyoci-agent-uns-{os.getpid()}-{time.monotonic_ns()}.sock")
     agent = fx.NotifyAgent(sock)
@@ -510,8 +504,6 @@ def test_userns_non_root_caps_seccomp_notify_keyring(make_bundle):
         sock.unlink(missing_ok=True)
 
 
-@pytest.mark.xfail(strict=True, reason="lead: write confine.oom_score_adj(spec) to /proc/<init pid>/oom_score_adj from "
-                   "the runtime process: in a user namespace the init's own /proc files belong to the host's root")
 def test_userns_oom_score_adj(make_bundle):
     spec = _userns(base_config(["cat", "/proc/self/oom_score_adj"]))
     spec["process"]["oomScoreAdj"] = 250
