@@ -427,3 +427,19 @@ def test_proc_allow_list_and_procfs_bind(wd: h.Workdir) -> None:
     res = h.run(spec, bundle=b, rootfs=r, ns_flags=h.NS_DEFAULT & ~libc.CLONE_NEWPID,
                 check=lambda: {"fs": _mounts_by_point()["/proc"]["fstype"]})
     assert _ok(res) == {"fs": "proc"}
+
+
+def test_sysfs_in_a_userns_without_netns_falls_back_to_a_bind(wd: h.Workdir) -> None:
+    """sysfs needs the owner of the network namespace: without one, the host's /sys is bound ro (runc)."""
+    b, r = wd.bundle()
+    spec = h.base_spec(userns=True, masked=False)
+    spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
+
+    def check() -> dict[str, Any]:
+        m = _mounts_by_point()
+        return {"sys": m["/sys"]["options"], "cg": "/sys/fs/cgroup" in m,
+                "w": h.try_open("/sys/kernel/profiling", os.O_WRONLY | os.O_APPEND)}
+
+    d = _ok(h.run(spec, bundle=b, rootfs=r, userns=True, ns_flags=h.NS_DEFAULT & ~libc.CLONE_NEWNET, check=check))
+    assert {"ro", "nosuid", "nodev", "noexec"} <= set(d["sys"]) and d["cg"]  # rbind carried the submounts
+    assert d["w"] in (13, 30)
