@@ -95,6 +95,17 @@ def test_exec_in_paused_container_is_an_error(make_bundle):
         b.pyoci("resume", b.id)
 
 
+@pytest.mark.parametrize("flag,field", [("--apparmor", "process.apparmorProfile"),
+                                        ("--process-label", "process.selinuxLabel")])
+def test_lsm_label_flags_fail_closed_without_the_lsm(make_bundle, flag, field):
+    """No AppArmor/SELinux on this machine: a requested label is an error naming the field, never ignored."""
+    if Path("/sys/module/apparmor/parameters/enabled").exists() or Path("/sys/fs/selinux/enforce").exists():
+        pytest.skip("an LSM is enabled here")
+    b = running(make_bundle)
+    p = b.pyoci("exec", flag, "some-label", b.id, "true")
+    assert p.returncode == 255 and field in p.stderr, p.stderr
+
+
 def test_exec_in_created_container(make_bundle):
     """runc allows exec before start; the init stays blocked."""
     b = make_bundle(base_config(["sh", "-c", "touch /started; sleep 300"]))

@@ -35,9 +35,9 @@ PTY_DEVICES = [{"allow": True, "type": "c", "major": 5, "minor": 2, "access": "r
 
 # Observed on this machine (2026-12-04); the test prints the live table.
 REFERENCE_NOTES = {
-    "exec.exit-codes": "runc: same codes. crun: 1 (not 255) for an unknown container and a bad --pid-file dir",
+    "exec.exit-codes": "runc: same codes. crun: 1 (not 255) for an unknown container, a bad --pid-file dir "
+                       "and a stopped container",
     "exec.cap-b12": "runc: same. crun: --cap replaces the sets (only the added cap remains); CapInh/CapAmb 0",
-    "exec.exit-codes.crun": "crun: 1 (not 255) for an unknown container, a bad --pid-file dir, a stopped one",
     "console.socket": "all send one fd; data: runc '/dev/ptmx', crun ' ', pyoci '/dev/pts/ptmx'",
     "console.a5-console-symlink": "runc 1.1.5 follows /dev/console -> /canary and truncates the host file "
                                   "(CVE-2025-52565 class); crun leaves the symlink (writes to /dev/console "
