@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from conformance import features, invalid, lifecycle, observe
+from conformance import confine, features, invalid, lifecycle, observe
 from conformance.checks import both, contains, eq, mount_has, ns_is
 from conformance.core import LEAK_ENV, Facts, Run, RunError, Scenario
 
@@ -381,6 +381,7 @@ SCENARIOS: list[Scenario] = [
     *lifecycle.SCENARIOS,
     *features.SCENARIOS,
     *invalid.SCENARIOS,
+    *confine.SCENARIOS,  # issue 4: caps, NNP, seccomp, rlimits, oom, sched, ioprio, personality, keyring, LSM
 ]
 
 

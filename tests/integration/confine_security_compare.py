@@ -21,7 +21,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import confine_fixtures as fx  # noqa: E402
+from conformance import confine_fixtures as fx  # noqa: E402
 from conformance.bundle import BASE, Workspace, base_config, write_config  # noqa: E402
 from conformance.runtimes import Runtime, default_specs, make_runtime  # noqa: E402
 

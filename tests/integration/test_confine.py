@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-import confine_fixtures as fx
+from conformance import confine_fixtures as fx
 from conftest import PYOCI, REPO, base_config
 
 pytestmark = pytest.mark.root

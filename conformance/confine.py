@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import confine_fixtures as fx
+from conformance import confine_fixtures as fx
 from conformance import invalid
 from conformance.checks import both, contains, eq
 from conformance.core import Facts, Run, Scenario
