@@ -46,6 +46,7 @@ class InitContext:
     annotations: dict[str, str]
     console: console.ConsolePlan | None = None  # process.terminal: pty set up after pivot_root
     console_fd: int = -1                         # connected --console-socket (or pyoci's own pair)
+    premounted: dict[int, int] = dataclasses.field(default_factory=dict)  # mount index → idmapped tree fd
 
 
 def _die(sock: socket.socket | None, exc: BaseException, report: int = -1) -> NoReturn:
@@ -136,7 +137,7 @@ def container_init(ctx: InitContext, sock: socket.socket) -> NoReturn:
             if spec.get("domainname"):
                 libc.setdomainname(spec["domainname"])
         rootfs.prepare(spec, bundle=ctx.bundle, rootfs=ctx.rootfs, userns="user" in ctx.ns.new,
-                       no_pivot=ctx.no_pivot)
+                       no_pivot=ctx.no_pivot, premounted=ctx.premounted)
         sync.send(sock, type="create-runtime")  # parent: prestart, createRuntime hooks, netDevices
         sync.expect_ok(sock)
         # createContainer: container namespaces, path resolved in the runtime's (we have not pivoted).
@@ -154,7 +155,7 @@ def container_init(ctx: InitContext, sock: socket.socket) -> NoReturn:
         if not any(e.startswith("HOME=") for e in env_list):
             # runc and crun: HOME from the container's /etc/passwd for process.user.uid, else "/".
             env_list.append("HOME=" + _home_dir((process.get("user") or {}).get("uid", 0)))
-        _enter_cwd(process.get("cwd", "/"))
+        rootfs.enter_cwd(process.get("cwd", "/"))  # inside the root, no magic links (class 2, B2)
         confine.apply_process(conf)
         exe = confine.resolve_executable(process["args"][0], list(ctx.env), process.get("cwd", "/"))
         confine.apply_credentials(conf, state)
@@ -229,18 +230,6 @@ def _exit_on_signals() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
                 signal.SIGALRM):
         signal.signal(sig, _die_on)
-
-
-def _enter_cwd(cwd: str) -> None:
-    """chdir after pivot_root, creating it if missing, and verify it is inside the container (class 2)."""
-    try:
-        os.chdir(cwd)
-    except FileNotFoundError:
-        os.makedirs(cwd, 0o755, exist_ok=True)
-        os.chdir(cwd)
-    here = os.getcwd()
-    if not here.startswith("/") or here.startswith("(unreachable)"):
-        raise PermissionError(f"process.cwd {cwd!r} resolves outside the container")
 
 
 def _relay_logs(sock: socket.socket) -> None:

@@ -14,6 +14,7 @@ import socket
 from typing import Any
 
 from pyoci import confine, hooks, init, logs, sync
+from pyoci import rootfs as rootfs_mod
 from pyoci.errors import ChildError, ConfigError, HookError, PyociError
 from pyoci.linux import libc, pids, procfs
 from pyoci.namespaces import NS_TYPES, idmap_text
@@ -99,11 +100,15 @@ def create(store: StateStore, cid: str, spec: dict[str, Any], opts: CreateOption
         store.save(st)
         c.setup_cgroup(opts.systemd_cgroup)
         confine.preload(spec)  # the seccomp bindings: the init may not be able to read the host's stdlib
+        premounted: dict[int, int] = {}
+        if ns_plan.new_user:  # idmapping a host filesystem needs host privileges: done here, not in the init
+            premounted = rootfs_mod.open_idmapped_mounts(spec, bundle=bundle)
+            c.fds.extend(premounted.values())
         ctx = init.InitContext(
             spec=spec, cid=cid, bundle=bundle, rootfs=rootfs, ns=ns_plan, join_fds=c.open_join_fds(ns_plan),
             state_dir_fd=os.open(sdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), passed_fds=passed,
             env=tuple(env), no_pivot=opts.no_pivot, no_new_keyring=opts.no_new_keyring,
-            annotations=st.annotations, console=console_plan, console_fd=console_fd)
+            annotations=st.annotations, console=console_plan, console_fd=console_fd, premounted=premounted)
         c.run(ctx)
         st.status = Status.CREATED
         store.save(st)

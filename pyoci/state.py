@@ -33,8 +33,10 @@ class Status(enum.StrEnum):
 
 def validate_id(cid: str) -> None:
     """runc's rule (factory_linux.go validateID): [A-Za-z0-9_+.-]+, not '.' or '..'."""
-    if not cid or cid in (".", "..") or not _ID_RE.match(cid) or len(cid) > 1024:
-        raise ConfigError(f"invalid container id {cid!r}: must match [A-Za-z0-9_+.-]+ and not be '.' or '..'")
+    if not cid or cid in (".", "..") or not _ID_RE.match(cid):
+        raise ConfigError(f"invalid container id {cid[:64]!r}: must match [A-Za-z0-9_+.-]+ and not be '.' or '..'")
+    if len(cid) > 255:  # it names the state directory: NAME_MAX
+        raise ConfigError(f"invalid container id {cid[:64] + '...'!r}: longer than 255 characters")
 
 
 def default_root() -> str:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -153,3 +155,30 @@ def test_user_namespace_demo_bundle_shape(make_bundle):
     out = run_out(make_bundle, spec)
     assert "hostname: pyoci-demo" in out and "uid=0(root)" in out and "pid:      1" in out
     assert "uid_map: 0 100000 65536" in out
+
+
+@pytest.mark.parametrize("idmap,owner", [(True, "0"), (False, "65534")])
+def test_idmapped_bind_mount_in_a_user_namespace(make_bundle, tmp_path, idmap, owner):
+    """The runtime makes the idmapped tree (host privileges) and the init mounts it: a host root-owned file
+    shows as root inside instead of the overflow id."""
+    vol = Path(tempfile.mkdtemp(prefix="pyoci-test-vol-"))
+    try:
+        vol.chmod(0o755)
+        (vol / "f").write_text("x")
+        spec = base_config(["sh", "-c", "ls -ln /vol | tail -1"])
+        spec["linux"]["namespaces"].append({"type": "user"})
+        spec["linux"].update(USERNS)
+        spec["mounts"] = [m for m in spec["mounts"] if m["type"] != "sysfs"]
+        mnt = {"destination": "/vol", "type": "bind", "source": str(vol), "options": ["bind"]}
+        if idmap:
+            mnt["options"].append("idmap")
+            mnt["uidMappings"] = USERNS["uidMappings"]
+            mnt["gidMappings"] = USERNS["gidMappings"]
+        spec["mounts"].append(mnt)
+        b = make_bundle(spec)
+        (b.rootfs / "vol").mkdir()  # the mapped root cannot create it in a host-owned rootfs (nor under runc)
+        p = b.pyoci("run", "--bundle", str(b.dir), b.id)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.split()[2:4] == [owner, owner]
+    finally:
+        shutil.rmtree(vol, ignore_errors=True)
