@@ -16,7 +16,8 @@ from typing import Any
 from pyoci import confine, hooks, init, logs, sync
 from pyoci import rootfs as rootfs_mod
 from pyoci.errors import ChildError, ConfigError, HookError, PyociError
-from pyoci.linux import libc, pids, procfs
+from pyoci.linux import libc, pids
+from pyoci.linux.proc import ProcHandle, ns_type_of
 from pyoci.namespaces import NS_TYPES, idmap_text
 from pyoci.namespaces import plan as plan_namespaces
 from pyoci.state import FIFO, State, StateStore, Status, write_atomic
@@ -138,8 +139,8 @@ class _Creation:
         self.cgroup: Any = None
         self.fds: list[int] = []
         self.c1 = 0
-        self.proc_fd = procfs.open_proc_root()
-        self.fds.append(self.proc_fd)
+        # A private procfs instance (verified), not the host's /proc: security.md class 6.
+        self.proc = ProcHandle.open()
         self.netdev_ns: str | None = None
 
     def setup_cgroup(self, systemd: bool) -> None:
@@ -157,7 +158,7 @@ class _Creation:
             except OSError as exc:
                 raise ConfigError(f"config.json: linux.namespaces: {ns_type} path {path!r}: {exc.strerror}") from None
             self.fds.append(fd)
-            if procfs.ns_type(fd) != NS_TYPES[ns_type][0]:
+            if ns_type_of(fd) != NS_TYPES[ns_type][0]:
                 raise ConfigError(f"config.json: linux.namespaces: path {path!r} is not a {ns_type} namespace")
             out.append((ns_type, fd))
         return tuple(out)
@@ -210,7 +211,7 @@ class _Creation:
                 oom = confine.oom_score_adj(self.spec)
                 if oom is not None:
                     # config.md#linux-process: in a user namespace the init cannot write its own file.
-                    procfs.write(self.proc_fd, self.st.pid, "oom_score_adj", str(oom))
+                    self.proc.write_pid_file(self.st.pid, "oom_score_adj", str(oom))
                 sync.send(sock, type="hostpid", pid=self.st.pid)
             elif kind == "create-runtime":
                 self._reply(sock, self._create_runtime)
@@ -231,10 +232,10 @@ class _Creation:
         # user-namespaces(7): setgroups must be written before gid_map; we are privileged in the parent
         # namespace, so "allow" is safe and lets additionalGids work.
         if linux.get("uidMappings"):
-            procfs.write(self.proc_fd, self.c1, "uid_map", idmap_text(linux["uidMappings"]))
+            self.proc.write_pid_file(self.c1, "uid_map", idmap_text(linux["uidMappings"]))
         if linux.get("gidMappings"):
-            procfs.write(self.proc_fd, self.c1, "setgroups", "allow")
-            procfs.write(self.proc_fd, self.c1, "gid_map", idmap_text(linux["gidMappings"]))
+            self.proc.write_pid_file(self.c1, "setgroups", "allow")
+            self.proc.write_pid_file(self.c1, "gid_map", idmap_text(linux["gidMappings"]))
 
     def _create_runtime(self) -> None:
         linux = self.spec.get("linux") or {}
@@ -283,6 +284,7 @@ class _Creation:
             hooks.run_hooks(self.spec, "poststop", self.st.oci(Status.STOPPED), warn_only=True)
 
     def close(self) -> None:
+        self.proc.close()
         for fd in self.fds:
             try:
                 os.close(fd)

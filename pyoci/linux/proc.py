@@ -271,3 +271,12 @@ def start_time(pid: int) -> int:
 def ns_inode(who: Who, ns: str) -> int:
     with ProcHandle.open() as proc:
         return proc.ns_inode(who, ns)
+
+
+def ns_type_of(fd: int) -> int:
+    """CLONE_NEW* flag of a namespace fd (ioctl NS_GET_NSTYPE)."""
+    import fcntl
+    try:
+        return fcntl.ioctl(fd, libc.NS_GET_NSTYPE)
+    except OSError as exc:
+        raise SyscallError("ioctl NS_GET_NSTYPE", exc.errno or 22) from None
