@@ -215,6 +215,19 @@ def test_hygiene_fds_session_seccomp_of_the_container(make_bundle):
     assert sid == pid and tty_nr == "0"  # a new session, no controlling terminal (class 17)
 
 
+def test_seccomp_and_rlimits_of_the_container_apply(make_bundle):
+    spec = base_config(["sleep", "300"])
+    spec["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
+                                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                                              "errnoRet": 38}]}
+    spec["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 512, "soft": 256}]
+    b = running(make_bundle, spec)
+    p = b.pyoci("exec", b.id, "sh", "-c", "mkdir /tmp/x 2>&1; ulimit -n; grep Seccomp: /proc/self/status")
+    assert p.returncode == 0, p.stderr
+    assert "not implemented" in p.stdout.lower()  # ENOSYS from the container's filter
+    assert "256" in p.stdout.split() and status_field(p.stdout, "Seccomp") == "2"
+
+
 def test_preserve_fds(make_bundle):
     b = running(make_bundle)
     r, w = os.pipe()
