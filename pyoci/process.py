@@ -139,8 +139,7 @@ class _Creation:
         self.cgroup: Any = None
         self.fds: list[int] = []
         self.c1 = 0
-        # A private procfs instance (verified), not the host's /proc: security.md class 6.
-        self.proc = ProcHandle.open()
+        self._proc: ProcHandle | None = None
         self.netdev_ns: str | None = None
 
     def setup_cgroup(self, systemd: bool) -> None:
@@ -283,8 +282,17 @@ class _Creation:
             # which runs the poststop hooks.
             hooks.run_hooks(self.spec, "poststop", self.st.oci(Status.STOPPED), warn_only=True)
 
+    @property
+    def proc(self) -> ProcHandle:
+        """A private procfs instance (verified), not the host's /proc: security.md class 6. Opened only
+        after the fork, so that the container side never inherits a handle on the host's procfs."""
+        if self._proc is None:
+            self._proc = ProcHandle.open()
+        return self._proc
+
     def close(self) -> None:
-        self.proc.close()
+        if self._proc is not None:
+            self._proc.close()
         for fd in self.fds:
             try:
                 os.close(fd)

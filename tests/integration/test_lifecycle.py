@@ -219,3 +219,14 @@ def test_delete_kills_processes_left_in_the_cgroup_without_own_pid_ns(make_bundl
         assert wait_for(lambda: not Path(f"/proc/{p}").exists() or
                         Path(f"/proc/{p}/stat").read_text().split(")")[1].split()[0] == "Z")
     assert not (b.root / b.id).exists() and cg
+
+
+def test_created_init_holds_only_stdio_and_its_state_dir(make_bundle):
+    """B1 for the runtime's own fds: nothing opened by create (procfs handles, sockets, config) may reach the
+    init except the O_PATH state-dir fd it opens exec.fifo through."""
+    b = make_bundle(args=["sleep", "60"])
+    b.pyoci("create", "--bundle", str(b.dir), b.id, check=True)
+    pid = b.state()["pid"]
+    fds = {int(n): os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")}
+    extra = {n: t for n, t in fds.items() if n > 2}
+    assert list(extra.values()) == [str(b.root / b.id)], fds
