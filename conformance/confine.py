@@ -150,7 +150,7 @@ def _skip_without_sys_resource() -> str | None:
     from pyoci import capabilities
     if capabilities.available(capabilities.last_cap()) >> capabilities.CAPS["CAP_SYS_RESOURCE"] & 1:
         return None
-    return "CAP_SYS_RESOURCE is not in this machine's bounding set: a negative oom_score_adj cannot be set"
+    return "host: CAP_SYS_RESOURCE is not in the bounding set: a negative oom_score_adj cannot be set"
 
 
 def _all_syscalls_except(*names: str) -> list[str]:

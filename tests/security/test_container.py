@@ -49,7 +49,7 @@ def test_c11_masked_and_readonly_defaults(env: Env) -> None:
 def test_c11_check_detects_an_unmasked_container(env: Env) -> None:
     """Negative control: without maskedPaths/readonlyPaths the C11 check must see the real files."""
     if env.rt.name != "pyoci":
-        pytest.skip("control runs once, with pyoci")
+        pytest.skip("n/a: the control runs once, with pyoci")
     cfg = base_config(["sh", "-c", C11_SCRIPT])
     cfg["linux"]["maskedPaths"], cfg["linux"]["readonlyPaths"] = [], []
     b, _ = env.bundle(cfg)
