@@ -30,6 +30,7 @@ import time
 from typing import Any
 
 from pyoci.errors import HookError
+from pyoci.linux import pids
 
 log = logging.getLogger(__name__)
 _MAX_OUT = 1 << 16
@@ -51,8 +52,7 @@ def run_hook(hook: dict[str, Any], state: dict[str, Any], phase: str) -> None:
             os.dup2(out_w, 1)
             os.dup2(out_w, 2)
             os.closerange(3, 65536)
-            for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # ignored by Python; would survive execve
-                signal.signal(sig, signal.SIG_DFL)
+            pids.restore_default_signals()
             envd = dict(e.split("=", 1) for e in env if "=" in e)
             os.execve(path, args, envd)
         except BaseException as exc:  # noqa: BLE001 - report through the pipe, then die

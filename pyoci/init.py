@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from pyoci import confine, console, hooks, rootfs, sync
 from pyoci.errors import HookError
-from pyoci.linux import libc, net
+from pyoci.linux import libc, net, pids
 from pyoci.namespaces import NS_TYPES, NsPlan
 
 log = logging.getLogger(__name__)
@@ -176,27 +176,15 @@ def container_init(ctx: InitContext, sock: socket.socket) -> NoReturn:
         for fd in range(3, 3 + ctx.passed_fds):
             os.set_inheritable(fd, True)
         env = dict(e.split("=", 1) for e in env_list if "=" in e)
-        # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across execve.
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+        pids.restore_default_signals()
         confine.final(conf, state)
         # Nothing but execve after this point: fds beyond stdio and the passed ones are closed (class 2),
         # except the exec.fifo (a fifo: nothing to traverse or execute; CLOEXEC closes it in execve).
-        _close_fds_except(3 + ctx.passed_fds, report)
+        libc.close_fds_except(3 + ctx.passed_fds, report)
         os.execve(exe, process["args"], env)
     except BaseException as exc:  # noqa: BLE001
         _die(sock, exc, report)
     os._exit(1)
-
-
-def _close_fds_except(first: int, keep: int) -> None:
-    """close_range(first, ~0) around one fd kept open (keep < first: nothing to spare)."""
-    if keep >= first:
-        if keep > first:
-            libc.close_range(first, keep - 1)
-        libc.close_range(keep + 1)
-    else:
-        libc.close_range(first)
 
 
 def _home_dir(uid: int) -> str:

@@ -329,12 +329,12 @@ def _tenant(ctx: TenantContext, sock: socket.socket) -> NoReturn:
             _enter_cwd(cwd, last=True)
         for fd in range(3, 3 + ctx.passed_fds):
             os.set_inheritable(fd, True)
-        _default_signals()
+        pids.restore_default_signals()
         envd = dict(e.split("=", 1) for e in env if "=" in e)
         confine.final(conf, state)
         # Nothing but execve after this: only stdio, the passed fds and the CLOEXEC sync socket (whose EOF
         # tells the runtime the program runs) stay open (class 2).
-        _close_fds_except(3 + ctx.passed_fds, sock.fileno())
+        libc.close_fds_except(3 + ctx.passed_fds, sock.fileno())
         os.execve(exe, proc["args"], envd)
     except BaseException as exc:  # noqa: BLE001
         _die(sock, exc)
@@ -386,18 +386,4 @@ def _enter_cwd(cwd: str, last: bool = False) -> bool:
         raise PyociError(f"process.cwd {cwd!r} resolves outside the container")
     return False
 
-
-def _default_signals() -> None:
-    """Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve (subprocess restore_signals)."""
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_DFL)
-
-
-def _close_fds_except(first: int, keep: int) -> None:
-    if keep >= first:
-        if keep > first:
-            libc.close_range(first, keep - 1)
-        libc.close_range(keep + 1)
-    else:
-        libc.close_range(first)
 

@@ -1,5 +1,4 @@
-"""Shared fixtures. Root-only tests carry @pytest.mark.root: they skip without root, but under CI=true a
-skipped privileged test is a failure (CI must exercise them)."""
+"""Shared fixtures (the root/CI rules are in the repository's top-level conftest.py)."""
 from __future__ import annotations
 
 import copy
@@ -18,34 +17,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BUSYBOX_ROOTFS = REPO / "bundles" / "busybox" / "rootfs"
 PYOCI = [sys.executable, "-m", "pyoci"]
-IN_CI = os.environ.get("CI") == "true"
-
-
-def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
-    if os.geteuid() == 0:
-        return
-    for item in items:
-        if item.get_closest_marker("root") and not IN_CI:  # under CI they run (and fail) instead
-            item.add_marker(pytest.mark.skip(reason="needs root"))
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: Any, call: Any) -> Any:
-    outcome = yield
-    rep = outcome.get_result()
-    # Under CI a skip of a privileged test means CI did not exercise it: count it as a failure. Not an
-    # xfail (e.g. runc/crun found unsafe, recorded), nor a skip whose reason starts with "host:" (this
-    # machine cannot do it, for every runtime alike) or "n/a:" (the case does not apply).
-    if IN_CI and rep.skipped and item.get_closest_marker("root") and rep.when in ("setup", "call") \
-            and not hasattr(rep, "wasxfail") and not _allowed_skip(rep):
-        rep.outcome = "failed"
-        rep.longrepr = f"root test skipped under CI=true: {rep.longrepr}"
-
-
-def _allowed_skip(rep: Any) -> bool:
-    reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
-    reason = reason.removeprefix("Skipped: ")
-    return reason.startswith(("host:", "n/a:"))
 
 
 def base_config(args: list[str] | None = None) -> dict[str, Any]:

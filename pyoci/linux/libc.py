@@ -528,3 +528,13 @@ def pty_peer(master: int, flags: int) -> int:
         return int(fcntl.ioctl(master, TIOCGPTPEER, flags))
     except OSError as exc:
         raise SyscallError("ioctl TIOCGPTPEER", exc.errno or errno.EIO) from None
+
+
+def close_fds_except(first: int, keep: int) -> None:
+    """close_range(first, ~0), sparing one fd (keep < first: nothing to spare)."""
+    if keep >= first:
+        if keep > first:
+            close_range(first, keep - 1)
+        close_range(keep + 1)
+    else:
+        close_range(first)

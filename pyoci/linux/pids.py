@@ -83,3 +83,10 @@ def listen_fds() -> int:
     except ValueError:
         pass
     return 0
+
+
+def restore_default_signals() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across execve: undo that
+    before exec'ing anything that is not pyoci (the container's program, hooks)."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
