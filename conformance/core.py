@@ -45,6 +45,7 @@ class Scenario:
     after(run)           host-side look after `delete` (poststop hooks, leftovers of the feature); facts.
     drive(run)           replaces the probe driver entirely (CLI lifecycle scenarios).
     skip()               a reason when the scenario cannot run on this machine, else None.
+    create_args          extra `create` flags for the probe driver (e.g. ("--no-pivot",)), before the id.
     """
 
     name: str
@@ -60,6 +61,7 @@ class Scenario:
     drive: Callable[[Run], Facts] | None = None
     skip: Callable[[], str | None] | None = None
     fast: bool = False
+    create_args: tuple[str, ...] = ()
 
 
 @dataclass
@@ -235,7 +237,7 @@ def drive_probe(run: Run) -> Facts:
     """create → observe (created) → start → observe (running) → release → stopped → delete."""
     scn = run.scenario
     cfg = run.config(["sh", "-c", observe.probe_script(scn.probe)])
-    ctr, res = run.create(cfg)
+    ctr, res = run.create(cfg, extra=scn.create_args)
     if not res.ok:
         raise RunError(f"create failed (rc={res.rc}): {res.err.strip()[-400:]}")
     facts: Facts = {}

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from conformance import confine, features, invalid, lifecycle, observe
+from conformance import cgroups, confine, features, filesystem, invalid, lifecycle, observe
 from conformance.checks import both, contains, eq, mount_has, ns_is
 from conformance.core import LEAK_ENV, Facts, Run, RunError, Scenario
 
@@ -382,6 +382,7 @@ SCENARIOS: list[Scenario] = [
     *features.SCENARIOS,
     *invalid.SCENARIOS,
     *confine.SCENARIOS,  # issue 4: caps, NNP, seccomp, rlimits, oom, sched, ioprio, personality, keyring, LSM
+    *filesystem.SCENARIOS, *cgroups.SCENARIOS,  # issue 5: the container's filesystem; issue 8: cgroups
 ]
 
 
