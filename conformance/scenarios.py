@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from conformance import cgroups, confine, features, filesystem, invalid, lifecycle, observe
+from conformance import cgroups, confine, exec_hooks, features, filesystem, invalid, lifecycle, observe
 from conformance.checks import both, contains, eq, mount_has, ns_is
 from conformance.core import LEAK_ENV, Facts, Run, RunError, Scenario
 
@@ -383,6 +383,7 @@ SCENARIOS: list[Scenario] = [
     *invalid.SCENARIOS,
     *confine.SCENARIOS,  # issue 4: caps, NNP, seccomp, rlimits, oom, sched, ioprio, personality, keyring, LSM
     *filesystem.SCENARIOS, *cgroups.SCENARIOS,  # issue 5: the container's filesystem; issue 8: cgroups
+    *exec_hooks.SCENARIOS,  # issue 6: exec, console socket, hooks
 ]
 
 

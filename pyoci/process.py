@@ -140,6 +140,7 @@ class _Creation:
         self.fds: list[int] = []
         self.c1 = 0
         self._proc: ProcHandle | None = None
+        self._device_rules: list[dict[str, Any]] | None = None
         self.netdev_ns: str | None = None
 
     def setup_cgroup(self, systemd: bool) -> None:
@@ -206,7 +207,9 @@ class _Creation:
                 # pids.limit 1 the intermediate child and the fork would not fit. The init waits for its
                 # host pid (sent next), so it has not opened a device or run anything yet.
                 if self.cgroup is not None:
-                    self.cgroup.apply((self.spec.get("linux") or {}).get("resources") or {})
+                    res = dict((self.spec.get("linux") or {}).get("resources") or {})
+                    self._device_rules = res.pop("devices", None)
+                    self.cgroup.apply(res)
                 oom = confine.oom_score_adj(self.spec)
                 if oom is not None:
                     # config.md#linux-process: in a user namespace the init cannot write its own file.
@@ -238,6 +241,10 @@ class _Creation:
 
     def _create_runtime(self) -> None:
         linux = self.spec.get("linux") or {}
+        if self.cgroup is not None and self._device_rules is not None:
+            # Device rules once the init has made the rootfs' device nodes (a deny of `m` would stop its
+            # mknod) and before any hook or user code runs: runc applies them after the rootfs too.
+            self.cgroup.apply({"devices": self._device_rules})
         if linux.get("netDevices"):
             from pyoci.linux import net
             self.netdev_ns = f"/proc/{self.st.pid}/ns/net"

@@ -119,8 +119,8 @@ def manager_for(spec: dict[str, Any], cid: str, *, systemd: bool = False, root: 
                 fs: CgroupFS = REAL, proc_cgroup: str | None = None, default_devices: bool = True) -> Manager:
     """The manager for a new container (nothing is created until .create()).
 
-    default_devices: device rules given to apply()/update() are followed by runc's default allow list and the
-    spec's linux.devices (what runc and crun do), so a deny-all spec still has /dev/null.
+    default_devices: device rules given to apply()/update() are followed by runc's default allow list (what
+    runc and crun do), so a deny-all spec still has /dev/null.
     proc_cgroup: the text of /proc/self/cgroup (tests pass their own; read when a relative path needs it).
     """
     inner = container_path(spec, cid, systemd=systemd)

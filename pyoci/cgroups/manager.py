@@ -225,7 +225,7 @@ class Manager:
     def apply(self, resources: dict[str, Any]) -> None:
         """Write linux.resources; a value this host cannot apply raises CgroupError naming the field.
 
-        Device rules get device_defaults appended (runc's allow list and linux.devices, see manager_for)."""
+        Device rules get device_defaults appended (runc's allow list, see manager_for)."""
         self._apply(resources, update=False)
 
     def update(self, resources: dict[str, Any]) -> None:
