@@ -1,8 +1,10 @@
 """Default and linux.devices nodes and the /dev symlinks: a pure plan, applied relative to in-root fds.
 
-config-linux.md#devices: nodes are created with mknod, or bind-mounted from the host where mknod is not
-allowed (a user namespace); an existing file that does not match the requested device is an error, so a
-rootfs that plants a symlink or a regular file at /dev/null stops the container (security.md class 9).
+config-linux.md#devices: nodes are created with mknod, or bind-mounted where mknod is not allowed (a user
+namespace): the host's node at the same path, or else a node the runtime made in a private tmpfs before the
+container entered its user namespace (node_tree(), as crun). An existing file that does not match the
+requested device is an error, so a rootfs that plants a symlink or a regular file at /dev/null stops the
+container (security.md class 9).
 """
 from __future__ import annotations
 
@@ -10,10 +12,11 @@ import dataclasses
 import errno
 import os
 import stat
+from collections.abc import Mapping
 from typing import Any
 
 from pyoci.errors import ConfigError, SyscallError
-from pyoci.linux import paths
+from pyoci.linux import libc, mountfd, paths
 from pyoci.linux.mountfd import FdMounter
 
 _KINDS = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
@@ -29,6 +32,7 @@ class DeviceNode:
     uid: int
     gid: int
     field: str         # "linux.devices[2]" or "default device /dev/null"
+    index: int = dataclasses.field(default=-1, compare=False)  # in linux.devices; -1 for a default device
 
     @property
     def type_bits(self) -> int:
@@ -71,22 +75,33 @@ def plan_devices(spec: dict[str, Any]) -> tuple[DeviceNode, ...]:
         if not isinstance(mode, int) or not 0 <= mode <= 0o177777:
             raise ConfigError(f"config.json: {field}.fileMode: invalid mode {mode!r}")
         out.pop(cpath, None)
+        uid, gid = int(d.get("uid", 0) or 0), int(d.get("gid", 0) or 0)
         out[cpath] = DeviceNode(cpath, "c" if kind == "u" else kind, major or 0, minor or 0,
-                                stat.S_IMODE(mode), int(d.get("uid", 0) or 0), int(d.get("gid", 0) or 0), field)
+                                stat.S_IMODE(mode), uid, gid, field, index=i)
     return tuple(out.values())
 
 
-def apply_devices(root_fd: int, nodes: tuple[DeviceNode, ...], *, bind: bool, mounter: FdMounter) -> None:
-    """Create each node inside the root (parents resolved in-root, the node itself with *at calls)."""
+def apply_devices(root_fd: int, nodes: tuple[DeviceNode, ...], *, bind: bool, mounter: FdMounter,
+                  premade: Mapping[int, int] | None = None) -> None:
+    """Create each node inside the root (parents resolved in-root, the node itself with *at calls).
+
+    premade: linux.devices index → detached node made by node_tree() in the runtime, bound instead of the
+    host's node (bind only); each is closed here once its node is done."""
+    premade = premade or {}
     old = os.umask(0)  # fileMode is exact
     try:
         for node in nodes:
-            _apply_node(root_fd, node, bind=bind, mounter=mounter)
+            tree = premade.get(node.index, -1) if node.index >= 0 else -1
+            try:
+                _apply_node(root_fd, node, bind=bind, mounter=mounter, tree=tree)
+            finally:
+                if tree >= 0:
+                    os.close(tree)
     finally:
         os.umask(old)
 
 
-def _apply_node(root_fd: int, node: DeviceNode, *, bind: bool, mounter: FdMounter) -> None:
+def _apply_node(root_fd: int, node: DeviceNode, *, bind: bool, mounter: FdMounter, tree: int) -> None:
     parent, name = paths.open_parent_in_root(root_fd, node.path)
     try:
         st = paths.lstat_at(parent, name)
@@ -95,6 +110,9 @@ def _apply_node(root_fd: int, node: DeviceNode, *, bind: bool, mounter: FdMounte
                 return
             raise ConfigError(f"{node.field}: {node.path} already exists and is not the requested device "
                               f"{node.kind} {node.major}:{node.minor} ({_describe(st)})")
+        if bind and tree >= 0:  # the host has no such node: the runtime made one (mknod is EPERM here)
+            _attach_premade(parent, name, node, tree)
+            return
         if not bind or node.kind == "p":
             try:
                 paths.mknod_at(parent, name, node.type_bits | node.mode, os.makedev(node.major, node.minor))
@@ -106,6 +124,18 @@ def _apply_node(root_fd: int, node: DeviceNode, *, bind: bool, mounter: FdMounte
         _bind_from_host(parent, name, node, mounter)
     finally:
         os.close(parent)
+
+
+def _attach_premade(parent: int, name: str, node: DeviceNode, tree: int) -> None:
+    target = paths.create_empty_at(parent, name)
+    try:
+        mountfd.attach(tree, target)
+    except SyscallError as exc:
+        raise SyscallError(f"{node.field}: move_mount the runtime's device node", exc.errno or errno.EIO,
+                           path=node.path) from None
+    finally:
+        os.close(target)
+    _verify_mounted(parent, name, node)
 
 
 def _bind_from_host(parent: int, name: str, node: DeviceNode, mounter: FdMounter) -> None:
@@ -126,6 +156,64 @@ def _bind_from_host(parent: int, name: str, node: DeviceNode, mounter: FdMounter
             os.close(target)
     finally:
         os.close(host)
+    _verify_mounted(parent, name, node)
+
+
+def _verify_mounted(parent: int, name: str, node: DeviceNode) -> None:
+    """What the path shows now (the bind on top) must be the requested device: type and number."""
+    fd = paths.open_at(parent, name, os.O_PATH)
+    try:
+        paths.verify_device_fd(fd, node.kind, node.major, node.minor, node.path)
+    except SyscallError as exc:
+        raise SyscallError(f"{node.field}: after the bind: {exc.op}", exc.errno or errno.EIO) from None
+    finally:
+        os.close(fd)
+
+
+# --- runtime side, host user namespace ------------------------------------------------------------------
+
+
+def host_has(node: DeviceNode) -> bool:
+    """Is the host's file at node.path that device (type and number, checked on an O_PATH fd)?"""
+    try:
+        fd = os.open(node.path, os.O_PATH | os.O_CLOEXEC)  # as _bind_from_host() will open it
+    except OSError:
+        return False
+    try:
+        return paths.is_device(os.fstat(fd), node.kind, node.major, node.minor)
+    finally:
+        os.close(fd)
+
+
+def node_tree(node: DeviceNode, host_uid: int, host_gid: int) -> int:
+    """A detached bind of just one new device node, made in a private detached tmpfs (never attached to any
+    mount table, so nothing is left behind): mknod needs CAP_MKNOD in the host's user namespace, and the
+    filesystem must not be nodev. Owned by the host ids the container's uid/gid map to; CLOEXEC.
+    Runtime side, before the container enters its user namespace."""
+    try:
+        fs = mountfd.new_fs("tmpfs", [("mode", "0700"), ("nr_inodes", "2"), ("nr_blocks", "1")],
+                            libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOEXEC)
+    except SyscallError as exc:
+        raise SyscallError(f"{node.field}: private tmpfs for the device node", exc.errno or errno.EIO,
+                           path=node.path) from None
+    try:
+        name = "dev"
+        try:
+            paths.mknod_at(fs, name, node.type_bits | 0o600, os.makedev(node.major, node.minor))
+            paths.chown_at(fs, name, host_uid, host_gid)
+            os.chmod(name, node.mode, dir_fd=fs)  # after chown (it clears set-id bits); no symlink in here
+            tree = mountfd.clone_at(fs, name)
+        except (SyscallError, OSError) as exc:
+            raise SyscallError(f"{node.field}: make the device node", exc.errno or errno.EIO,
+                               path=node.path) from None
+    finally:
+        os.close(fs)
+    try:
+        paths.verify_device_fd(tree, node.kind, node.major, node.minor, node.path)
+    except BaseException:
+        os.close(tree)
+        raise
+    return tree
 
 
 def _describe(st: os.stat_result) -> str:

@@ -47,6 +47,7 @@ class InitContext:
     console: console.ConsolePlan | None = None  # process.terminal: pty set up after pivot_root
     console_fd: int = -1                         # connected --console-socket (or pyoci's own pair)
     premounted: dict[int, int] = dataclasses.field(default_factory=dict)  # mount index → idmapped tree fd
+    device_nodes: dict[int, int] = dataclasses.field(default_factory=dict)  # linux.devices index → node fd
 
 
 def _die(sock: socket.socket | None, exc: BaseException, report: int = -1) -> NoReturn:
@@ -137,7 +138,7 @@ def container_init(ctx: InitContext, sock: socket.socket) -> NoReturn:
             if spec.get("domainname"):
                 libc.setdomainname(spec["domainname"])
         rootfs.prepare(spec, bundle=ctx.bundle, rootfs=ctx.rootfs, userns="user" in ctx.ns.new,
-                       no_pivot=ctx.no_pivot, premounted=ctx.premounted)
+                       no_pivot=ctx.no_pivot, premounted=ctx.premounted, device_nodes=ctx.device_nodes)
         sync.send(sock, type="create-runtime")  # parent: prestart, createRuntime hooks, netDevices
         sync.expect_ok(sock)
         # createContainer: container namespaces, path resolved in the runtime's (we have not pivoted).

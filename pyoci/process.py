@@ -102,14 +102,19 @@ def create(store: StateStore, cid: str, spec: dict[str, Any], opts: CreateOption
         c.setup_cgroup(opts.systemd_cgroup)
         confine.preload(spec)  # the seccomp bindings: the init may not be able to read the host's stdlib
         premounted: dict[int, int] = {}
+        device_nodes: dict[int, int] = {}
         if ns_plan.new_user:  # idmapping a host filesystem needs host privileges: done here, not in the init
             premounted = rootfs_mod.open_idmapped_mounts(spec, bundle=bundle)
             c.fds.extend(premounted.values())
+            # and so does mknod: linux.devices the host has no node for (config-linux.md#devices: MUST)
+            device_nodes = rootfs_mod.open_device_nodes(spec)
+            c.fds.extend(device_nodes.values())
         ctx = init.InitContext(
             spec=spec, cid=cid, bundle=bundle, rootfs=rootfs, ns=ns_plan, join_fds=c.open_join_fds(ns_plan),
             state_dir_fd=os.open(sdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), passed_fds=passed,
             env=tuple(env), no_pivot=opts.no_pivot, no_new_keyring=opts.no_new_keyring,
-            annotations=st.annotations, console=console_plan, console_fd=console_fd, premounted=premounted)
+            annotations=st.annotations, console=console_plan, console_fd=console_fd, premounted=premounted,
+            device_nodes=device_nodes)
         c.run(ctx)
         st.status = Status.CREATED
         store.save(st)

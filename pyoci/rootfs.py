@@ -16,7 +16,7 @@ import stat
 from collections.abc import Mapping
 from typing import Any
 
-from pyoci import devices, mounts, sysctl
+from pyoci import devices, mounts, namespaces, sysctl
 from pyoci.errors import ConfigError, SyscallError
 from pyoci.linux import libc, mountfd, paths
 from pyoci.linux.mountfd import FdMounter
@@ -43,11 +43,14 @@ class _Ctx:
 
 
 def prepare(spec: dict[str, Any], *, bundle: str, rootfs: str, userns: bool, no_pivot: bool,
-            premounted: Mapping[int, int] | None = None) -> None:
+            premounted: Mapping[int, int] | None = None,
+            device_nodes: Mapping[int, int] | None = None) -> None:
     """Before pivot: root propagation, rootfs bind, mounts[] in order, devices and /dev symlinks.
 
     premounted: mount index → detached idmapped tree made by open_idmapped_mounts() in the runtime (needed
-    when the container has a user namespace: idmapping a host filesystem needs host privileges)."""
+    when the container has a user namespace: idmapping a host filesystem needs host privileges).
+    device_nodes: linux.devices index → detached node made by open_device_nodes() in the runtime (same
+    reason: mknod); consumed (closed) by the device step."""
     plans = mounts.plan_mounts(spec, bundle=bundle)
     root_prop = mounts.root_propagation(spec, no_pivot=no_pivot)
     sysctl.plan(spec)  # refuse host-changing sysctls before anything is mounted
@@ -67,7 +70,7 @@ def prepare(spec: dict[str, Any], *, bundle: str, rootfs: str, userns: bool, no_
                 log.debug("rootfs: %s %s on %s", p.field, p.kind, p.destination)
                 _mount(ctx, p)
             if mounts.needs_dev_setup(plans):
-                devices.apply_devices(root_fd, nodes, bind=userns, mounter=m)
+                devices.apply_devices(root_fd, nodes, bind=userns, mounter=m, premade=device_nodes)
                 devices.apply_symlinks(root_fd, with_core=_has_kcore(proc))
         finally:
             os.close(root_fd)
@@ -346,6 +349,32 @@ def open_idmapped_mounts(spec: dict[str, Any], *, bundle: str) -> dict[int, int]
             for fd in out.values():
                 os.close(fd)
             raise
+    return out
+
+
+def open_device_nodes(spec: dict[str, Any]) -> dict[int, int]:
+    """Runtime side, before the container gets its user namespace: linux.devices index → detached bind of
+    a node made in a private tmpfs, for each c/b/u device the host has not at the same path (the container's
+    root can neither mknod it nor bind a host node that is not there). Fifos are made in the container.
+    Pass the result to prepare(device_nodes=...); the fds are CLOEXEC."""
+    linux = spec.get("linux") or {}
+    out: dict[int, int] = {}
+    try:
+        for node in devices.plan_devices(spec):
+            if node.index < 0 or node.kind == "p" or devices.host_has(node):
+                continue
+            uid = namespaces.host_id(linux.get("uidMappings") or [], node.uid)
+            gid = namespaces.host_id(linux.get("gidMappings") or [], node.gid)
+            if uid is None or gid is None:
+                which, val = ("uid", node.uid) if uid is None else ("gid", node.gid)
+                raise ConfigError(f"config.json: {node.field}.{which}: {val} is not mapped by "
+                                  f"linux.{which}Mappings")
+            log.debug("rootfs: %s %s made by the runtime (no such host node)", node.field, node.path)
+            out[node.index] = devices.node_tree(node, uid, gid)
+    except BaseException:
+        for fd in out.values():
+            os.close(fd)
+        raise
     return out
 
 

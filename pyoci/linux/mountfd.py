@@ -145,3 +145,10 @@ def new_fs(fstype: str, params: Sequence[tuple[str, str | None]], attrs: int) ->
         return libc.fsmount(fsfd, attrs)
     finally:
         os.close(fsfd)
+
+
+def clone_at(dir_fd: int, name: str) -> int:
+    """A detached bind of the single file or directory name in dir_fd, not following a symlink there
+    (open_tree OPEN_TREE_CLONE; dir_fd may be a detached mount)."""
+    flags = libc.OPEN_TREE_CLONE | libc.OPEN_TREE_CLOEXEC | libc.AT_SYMLINK_NOFOLLOW
+    return libc.open_tree(dir_fd, name, flags)
