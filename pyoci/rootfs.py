@@ -354,14 +354,15 @@ def open_idmapped_mounts(spec: dict[str, Any], *, bundle: str) -> dict[int, int]
 
 def open_device_nodes(spec: dict[str, Any]) -> dict[int, int]:
     """Runtime side, before the container gets its user namespace: linux.devices index → detached bind of
-    a node made in a private tmpfs, for each c/b/u device the host has not at the same path (the container's
-    root can neither mknod it nor bind a host node that is not there). Fifos are made in the container.
+    a node made in a private tmpfs, for each c/b/u device (the container's root cannot mknod; a bind of the
+    host's node, where there is one, would show the host's mode and owner instead of fileMode/uid/gid, which
+    crun honours too). Fifos are made in the container.
     Pass the result to prepare(device_nodes=...); the fds are CLOEXEC."""
     linux = spec.get("linux") or {}
     out: dict[int, int] = {}
     try:
         for node in devices.plan_devices(spec):
-            if node.index < 0 or node.kind == "p" or devices.host_has(node):
+            if node.index < 0 or node.kind == "p":
                 continue
             uid = namespaces.host_id(linux.get("uidMappings") or [], node.uid)
             gid = namespaces.host_id(linux.get("gidMappings") or [], node.gid)

@@ -113,3 +113,14 @@ def test_unmapped_owner_is_a_one_line_error(make_bundle: Any, dev: dict[str, int
     assert all(w in err for w in words), err
     assert b.pyoci("state", b.id).returncode != 0  # nothing left: no state
     assert _host_tmpfs() == before
+
+
+def test_existing_host_node_gets_the_requested_mode_and_owner(make_bundle: Any) -> None:
+    """/dev/fuse exists on the host (0600 root): the container still gets fileMode/uid/gid as written."""
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("host: no /dev/fuse")
+    dev = {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o666, "uid": 0, "gid": 0}
+    b = make_bundle(_spec(["stat", "-c", "%a %u %g %t:%T", "/dev/fuse"], [dev]))
+    p = b.pyoci("run", "--bundle", str(b.dir), b.id)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["666", "0", "0", "a:e5"]
