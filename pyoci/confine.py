@@ -254,7 +254,7 @@ def prepare(spec: Mapping[str, Any], *, cid: str, bundle: str, no_new_keyring: b
         listener = scmp.connect_listener(splan.listener_path)
     userns = any(ns.get("type") == "user" for ns in linux.get("namespaces") or [])
     return Confinement(
-        cid=cid, uid=uid, gid=gid, additional_gids=gids, umask=umask, setgroups=_setgroups_allowed(),
+        cid=cid, uid=uid, gid=gid, additional_gids=gids, umask=umask, setgroups=setgroups_allowed(),
         caps=caps, no_new_privs=bool(proc.get("noNewPrivileges")), rlimits=rlimits, oom_score_adj=oom,
         oom_fd=oom_fd, oom_writable=oom_writable, sched=sched, ioprio=ioprio, persona=persona, cpus_final=cpus_final,
         keyring=None if no_new_keyring else f"_ses.{cid}",
@@ -283,7 +283,20 @@ def _open_oom(proc_fd: int) -> tuple[int, bool]:
     return lsm.open_proc_file(proc_fd, "self/oom_score_adj", os.O_RDONLY), False
 
 
-def _setgroups_allowed() -> bool:
+def become_root() -> None:
+    """Act as the container's root in its new or joined user namespace (runc nsexec does the same), so
+    that what we create belongs to a mapped id (an unmapped fsuid makes mkdir fail with EOVERFLOW).
+    Skipped when container id 0 is unmapped."""
+    try:
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    except OSError:
+        pass
+    libc.prctl(libc.PR_SET_DUMPABLE, 0)  # id changes reset dumpable (class 3)
+
+
+def setgroups_allowed() -> bool:
+    """False when /proc/self/setgroups says deny (a user namespace set up without setgroups)."""
     try:
         with open("/proc/self/setgroups", encoding="ascii") as f:
             return f.read().strip() != "deny"

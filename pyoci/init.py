@@ -27,7 +27,6 @@ from pyoci.namespaces import NS_TYPES, NsPlan
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
-PR_SET_DUMPABLE = 4
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -75,7 +74,7 @@ def intermediate(ctx: InitContext, sock: socket.socket) -> NoReturn:
         # Dies with the runtime if create is interrupted; non-dumpable before it enters any namespace so
         # that nothing in the container can ptrace it or open its /proc files (security.md class 3).
         libc.prctl(PR_SET_PDEATHSIG, 9)
-        libc.prctl(PR_SET_DUMPABLE, 0)
+        libc.prctl(libc.PR_SET_DUMPABLE, 0)
         if (sync.recv(sock) or {}).get("type") != "go":  # parent has put us in the cgroup
             os._exit(1)
         for ns_type, fd in ctx.join_fds:
@@ -85,7 +84,7 @@ def intermediate(ctx: InitContext, sock: socket.socket) -> NoReturn:
             libc.unshare(libc.CLONE_NEWUSER)
             sync.send(sock, type="idmap")
             sync.expect_ok(sock)  # parent wrote setgroups, uid_map, gid_map
-            _become_root()
+            confine.become_root()
         if ctx.ns.unshare_flags:
             libc.unshare(ctx.ns.unshare_flags)
         if "time" in ctx.ns.new:
@@ -97,17 +96,6 @@ def intermediate(ctx: InitContext, sock: socket.socket) -> NoReturn:
         os._exit(0)
     except BaseException as exc:  # noqa: BLE001
         _die(sock, exc)
-
-
-def _become_root() -> None:
-    """Act as the container's root in the new user namespace, so that files we create are owned by a mapped
-    id (an unmapped fsuid makes mkdir fail with EOVERFLOW). Skipped when container id 0 is unmapped."""
-    try:
-        os.setresgid(0, 0, 0)
-        os.setresuid(0, 0, 0)
-    except OSError:
-        pass
-    libc.prctl(PR_SET_DUMPABLE, 0)  # id changes reset dumpable
 
 
 def _write_time_offsets(spec: dict[str, Any]) -> None:

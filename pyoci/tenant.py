@@ -346,29 +346,10 @@ def _join(ctx: TenantContext, conf: confine.Confinement) -> confine.Confinement:
         libc.setns(fd, NS_TYPES[ns_type][0], what=ns_type)
         os.close(fd)
         if ns_type == "user":
-            _become_root()
+            confine.become_root()
             # Whether setgroups(2) is allowed is a property of the joined user namespace.
-            conf = dataclasses.replace(conf, setgroups=_setgroups_allowed())
+            conf = dataclasses.replace(conf, setgroups=confine.setgroups_allowed())
     return conf
-
-
-def _become_root() -> None:
-    """Act as the container's root in its user namespace (runc nsexec does the same after joining): what we
-    touch from here on (the session keyring, files) belongs to a mapped id. Skipped when 0 is unmapped."""
-    try:
-        os.setresgid(0, 0, 0)
-        os.setresuid(0, 0, 0)
-    except OSError:
-        pass
-    libc.prctl(libc.PR_SET_DUMPABLE, 0)  # id changes reset dumpable (class 3)
-
-
-def _setgroups_allowed() -> bool:
-    try:
-        with open("/proc/self/setgroups", encoding="ascii") as f:
-            return f.read().strip() != "deny"
-    except OSError:
-        return True
 
 
 def _enter_cwd(cwd: str, last: bool = False) -> bool:
