@@ -6,8 +6,6 @@ they parse and call one lifecycle function. Errors are logged once, here, as one
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
 import os
 import sys
@@ -24,7 +22,18 @@ EXTRA_COMMANDS = {"exec": "pyoci.exec_cmd", "pause": "pyoci.cgroup_cmds", "resum
                   "network": "pyoci.network"}
 
 
+class _Formatter(argparse.HelpFormatter):
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        # argparse would import shutil for the terminal width on every run, help or not.
+        super().__init__(prog, indent_increment, max_help_position, width or int(os.environ.get("COLUMNS", 100)))
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     def _get_option_tuples(self, option_string: str) -> list[Any]:
         # Python 3.11 prefix-matches single-dash long flags even with allow_abbrev=False (`-r` would be
         # "ambiguous: -root, -rootless"): like Go's flag package, match options exactly.
@@ -116,9 +125,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     wanted = [EXTRA_COMMANDS[word]] if word in EXTRA_COMMANDS else []
     if word is None or word not in _CORE:  # help or an unknown command: list everything
         wanted = list(dict.fromkeys(EXTRA_COMMANDS.values()))
-    for mod in wanted:
-        if importlib.util.find_spec(mod) is not None:
-            importlib.import_module(mod).register(sub)
+    if wanted:
+        import importlib
+        import importlib.util
+        for mod in wanted:
+            if importlib.util.find_spec(mod) is not None:
+                importlib.import_module(mod).register(sub)
     return p
 
 

@@ -5,7 +5,6 @@ pyroute2, seccomp and the container-side modules are imported only inside create
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -14,7 +13,6 @@ import signal
 import time
 from typing import Any
 
-from pyoci import hooks
 from pyoci.errors import ContainerNotFound, HookError, InvalidStatus, PyociError
 from pyoci.linux import pids
 from pyoci.state import FIFO, State, StateStore, Status, derive_status
@@ -78,6 +76,7 @@ def start(store: StateStore, cid: str) -> None:
         spec = c.spec()
         if (spec.get("hooks") or {}).get("poststart"):
             try:
+                from pyoci import hooks
                 hooks.run_hooks(spec, "poststart", c.state.oci(Status.RUNNING))
             except PyociError:
                 # runtime-spec 1.3 (#1262): a failing poststart hook is an error, stops the container and
@@ -213,6 +212,7 @@ def _destroy(store: StateStore, c: Container) -> None:
         net.return_netdevices(c.state.netdevices, None)
     store.remove(c.id)
     if (spec.get("hooks") or {}).get("poststop"):
+        from pyoci import hooks
         hooks.run_hooks(spec, "poststop", c.state.oci(Status.STOPPED), warn_only=True)
 
 
@@ -254,6 +254,7 @@ def run(store: StateStore, cid: str, opts: Any, *, detach: bool, keep: bool) -> 
         # process.terminal in the foreground: pyoci is its own console-socket caller (tty.py); the pair is
         # ignored by create when the container has no terminal.
         pair = tty.ConsolePair()
+        import dataclasses  # run -t only: kept off the state/kill/delete import path
         opts = dataclasses.replace(opts, console_fd=pair.runtime_end)
     try:
         st = create(store, cid, opts)
