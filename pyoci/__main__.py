@@ -1,3 +1,3 @@
-from pyoci.cli import main
+from pyoci.entry import main
 
 raise SystemExit(main())

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from pyoci import OCI_VERSION, __version__, logs
+from pyoci.entry import SPAWNING, command_word
 from pyoci.errors import PyociError
 from pyoci.state import StateStore, default_root
 
@@ -62,20 +63,6 @@ def _create_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("id")
 
 
-def _command_word(argv: list[str]) -> str | None:
-    """The first argument that is not a global flag or its value (the command name)."""
-    takes_value = {"--root", "-root", "--log", "-log", "--log-format", "-log-format", "--rootless", "-rootless"}
-    skip = False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in takes_value:
-            skip = True
-        elif not a.startswith("-"):
-            return a
-    return None
-
-
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = _Parser(prog="pyoci", description="pyoci: an OCI container runtime in Python", allow_abbrev=False)
     _flag(p, "--root", default=None, help="state directory (default /run/pyoci, $XDG_RUNTIME_DIR/pyoci non-root)")
@@ -121,7 +108,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_spec)
     f = sub.add_parser("features", help="print the OCI features JSON")
     f.set_defaults(func=cmd_features)
-    word = _command_word(sys.argv[1:] if argv is None else argv)
+    word = command_word(sys.argv[1:] if argv is None else argv)
     wanted = [EXTRA_COMMANDS[word]] if word in EXTRA_COMMANDS else []
     if word is None or word not in _CORE:  # help or an unknown command: list everything
         wanted = list(dict.fromkeys(EXTRA_COMMANDS.values()))
@@ -224,9 +211,6 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
-_SPAWNING = {"create", "run", "exec"}
-
-
 def _close_inherited_fds(args: argparse.Namespace) -> str | None:
     """Before opening anything: check the fds we are asked to pass, close every other inherited fd.
     The container init is forked, not exec'ed, so CLOEXEC would not keep a caller's fd out of it while the
@@ -254,15 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     if args_in and args_in[0] in ("--version", "-v", "-version"):  # podman/containerd probe this often
         sys.stdout.write(version_text())
         return 0
-    word = _command_word(args_in)
-    if word in _SPAWNING:
-        # Class 1: every container process is forked from this one, so make /proc/self/exe a sealed
-        # memfd copy of the interpreter before anything else (re-execs once, ~10 ms).
-        from pyoci import confine_seal
-        confine_seal.seal()
+    # The interpreter was sealed (class 1) by pyoci.entry, before this module was imported.
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    fd_error = _close_inherited_fds(args) if args.command in _SPAWNING else None
+    fd_error = _close_inherited_fds(args) if args.command in SPAWNING else None
     logs.setup(args.log, args.log_format, args.debug)  # after the close: the log fd must survive it
     if fd_error:
         logs.fatal(fd_error)
