@@ -235,7 +235,8 @@ def version_text() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
-    if args_in and args_in[0] in ("--version", "-v", "-version"):  # podman/containerd probe this often
+    if command_word(args_in) is None and any(a in ("--version", "-v", "-version") for a in args_in):
+        # podman/containerd probe this often, also as `--root X --version`
         sys.stdout.write(version_text())
         return 0
     # The interpreter was sealed (class 1) by pyoci.entry, before this module was imported.
