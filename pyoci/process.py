@@ -60,8 +60,7 @@ def _console_fd(opts: CreateOptions) -> int:
     return os.dup(opts.console_fd) if opts.console_fd >= 0 else console.connect(opts.console_socket or "")
 
 
-def create(store: StateStore, cid: str, spec: dict[str, Any], opts: CreateOptions,
-           *, annotations: dict[str, str] | None = None) -> State:
+def create(store: StateStore, cid: str, spec: dict[str, Any], opts: CreateOptions) -> State:
     """Create a container whose init is blocked before exec. Leaves nothing behind on failure."""
     bundle = os.path.abspath(opts.bundle)
     root_path = spec["root"]["path"]
