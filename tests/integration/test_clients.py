@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -99,15 +100,21 @@ def ctr(podman, tmp_path_factory):
                               stderr=subprocess.DEVNULL)
     base = ["ctr", "-a", str(tmp / "ctd.sock"), "-n", ns]
     try:
-        for _ in range(100):
-            if (tmp / "ctd.sock").exists():
-                break
-            subprocess.run(["sleep", "0.05"])
+        # The socket file appears before containerd serves on it: wait until a request succeeds.
+        deadline = time.monotonic() + 30
+        while subprocess.run([*base, "version"], capture_output=True).returncode != 0:
+            assert time.monotonic() < deadline and daemon.poll() is None, "containerd did not come up"
+            time.sleep(0.1)
         archive = tmp / "img.tar"
         assert podman("save", "--format", "oci-archive", "-o", str(archive), "localhost/pyoci-test:busybox",
                       runtime="/usr/sbin/runc").returncode == 0
-        subprocess.run([*base, "image", "import", "--base-name", "localhost/pyoci-test", str(archive)],
-                       check=True, capture_output=True)
+        for attempt in range(3):  # the content store may still be initialising
+            imp = subprocess.run([*base, "image", "import", "--base-name", "localhost/pyoci-test", str(archive)],
+                                 capture_output=True, text=True)
+            if imp.returncode == 0:
+                break
+            time.sleep(0.5)
+        assert imp.returncode == 0, imp.stderr
 
         def run(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
             return subprocess.run([*base, *args], capture_output=True, text=True, timeout=timeout,
