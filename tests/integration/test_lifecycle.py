@@ -139,6 +139,8 @@ def test_failed_create_leaves_nothing(make_bundle):
     assert Path("/proc/self/mountinfo").read_text().count(str(b.dir)) == before
     mine = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert b.id not in mine
+    leftovers = [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/pyoci/{b.id}")]
+    assert leftovers == []  # the default cgroupsPath is /pyoci/<id> in every hierarchy
 
 
 def test_missing_binary_in_path_message_for_podman(make_bundle):
