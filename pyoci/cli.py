@@ -110,7 +110,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     f.set_defaults(func=cmd_features)
     word = command_word(sys.argv[1:] if argv is None else argv)
     wanted = [EXTRA_COMMANDS[word]] if word in EXTRA_COMMANDS else []
-    if word is None or word not in _CORE:  # help or an unknown command: list everything
+    if word is None or (word not in _CORE and word not in EXTRA_COMMANDS):  # help/unknown: list all
         wanted = list(dict.fromkeys(EXTRA_COMMANDS.values()))
     if wanted:
         import importlib

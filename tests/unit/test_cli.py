@@ -74,10 +74,11 @@ def test_version():
 def test_light_commands_do_not_import_heavy_modules(tmp_path):
     code = ("import sys; from pyoci import cli\n"
             "for argv in (['--root', %r, 'state', 'x'], ['--root', %r, 'list'], ['--root', %r, 'delete', '-f', 'x'],"
-            " ['--root', %r, 'kill', 'x', '9']):\n"
+            " ['--root', %r, 'kill', 'x', '9'], ['--root', %r, 'ps', 'x'], ['--root', %r, 'pause', 'x']):\n"
             "    cli.main(argv)\n"
-            "bad = [m for m in ('jsonschema', 'pyroute2', 'seccomp', 'pyseccomp', 'prctl') if m in sys.modules]\n"
-            "print('HEAVY', bad)\n") % ((str(tmp_path),) * 4)
+            "bad = [m for m in ('jsonschema', 'pyroute2', 'seccomp', 'pyseccomp', 'prctl', 'pyoci.network',"
+            " 'pyoci.linux.net', 'pyoci.exec_cmd') if m in sys.modules]\n"
+            "print('HEAVY', bad)\n") % ((str(tmp_path),) * 6)
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "HEAVY []" in p.stdout, p.stdout + p.stderr
 
