@@ -25,7 +25,7 @@ from pyoci import capabilities, confine_exec, lsm
 from pyoci.confine_exec import resolve_executable, with_home  # noqa: F401  (part of this module's API)
 from pyoci.confine_seal import SEALED_ENV  # noqa: F401  (re-exported)
 from pyoci import seccomp as scmp
-from pyoci.errors import ConfigError, PyociError
+from pyoci.errors import ConfigError, PyociError, SyscallError
 from pyoci.linux import libc
 
 log = logging.getLogger(__name__)
@@ -295,6 +295,14 @@ def become_root() -> None:
     libc.prctl(libc.PR_SET_DUMPABLE, 0)  # id changes reset dumpable (class 3)
 
 
+def _set_scheduler(sched: Any) -> None:
+    libc.sched_setattr(sched.attr, what=sched.policy)
+
+
+def _set_ioprio(ioprio: int) -> None:
+    libc.ioprio_set(libc.IOPRIO_WHO_PROCESS, 0, ioprio)
+
+
 def setgroups_allowed() -> bool:
     """False when /proc/self/setgroups says deny (a user namespace set up without setgroups)."""
     try:
@@ -317,12 +325,14 @@ def apply_process(c: Confinement) -> None:
             raise PyociError(f"process.rlimits: {exc}") from None
     if c.oom_fd is not None:
         _apply_oom(c)
-    if c.sched is not None:
-        libc.sched_setattr(c.sched.attr, what=c.sched.policy)
-    if c.ioprio is not None:
-        libc.ioprio_set(libc.IOPRIO_WHO_PROCESS, 0, c.ioprio)
-    if c.persona is not None:
-        libc.personality(c.persona)
+    for field, apply, arg in (("process.scheduler", _set_scheduler, c.sched),
+                              ("process.ioPriority", _set_ioprio, c.ioprio),
+                              ("linux.personality", libc.personality, c.persona)):
+        if arg is not None:
+            try:
+                apply(arg)
+            except SyscallError as exc:  # name the config field the kernel refused
+                raise PyociError(f"config.json: {field}: {exc}") from None
     if c.cpus_final is not None:
         os.sched_setaffinity(0, c.cpus_final)
     # The exec label is written by this thread for its next execve (class 6: through the verified handle).

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pyoci import devices, mounts, namespaces, sysctl
-from pyoci.errors import ConfigError, SyscallError
+from pyoci.errors import ConfigError, PyociError, SyscallError
 from pyoci.linux import libc, mountfd, paths
 from pyoci.linux.mountfd import FdMounter
 from pyoci.linux.proc import ProcHandle, verify_procfs_root
@@ -68,7 +68,12 @@ def prepare(spec: dict[str, Any], *, bundle: str, rootfs: str, userns: bool, no_
             ctx = _Ctx(m, proc, root_fd, m.fd_path(root_fd), userns, "cgroup" in own, premounted or {})
             for p in plans:
                 log.debug("rootfs: %s %s on %s", p.field, p.kind, p.destination)
-                _mount(ctx, p)
+                try:
+                    _mount(ctx, p)
+                except SyscallError as exc:  # name the config field (bad data= options, unknown fs type…)
+                    if str(exc).startswith(p.field):
+                        raise
+                    raise PyociError(f"config.json: {p.field}: {exc}") from None
             if mounts.needs_dev_setup(plans):
                 devices.apply_devices(root_fd, nodes, bind=userns, mounter=m, premade=device_nodes)
                 devices.apply_symlinks(root_fd, with_core=_has_kcore(proc))

@@ -182,3 +182,18 @@ def test_idmapped_bind_mount_in_a_user_namespace(make_bundle, tmp_path, idmap, o
         assert p.stdout.split()[2:4] == [owner, owner]
     finally:
         shutil.rmtree(vol, ignore_errors=True)
+
+
+@pytest.mark.parametrize("edit,field", [
+    (lambda s: s["mounts"].append({"destination": "/x", "type": "tmpfs", "source": "tmpfs",
+                                   "options": ["size=banana"]}), "config.json: mounts[6]: "),
+    (lambda s: s["mounts"].append({"destination": "/x", "type": "bogusfs", "source": "x"}), "config.json: mounts[6]: "),
+    (lambda s: s["process"].__setitem__("scheduler", {"policy": "SCHED_DEADLINE"}), "config.json: process.scheduler: "),
+])
+def test_kernel_refusals_name_the_config_field(make_bundle, edit, field):
+    spec = base_config(["true"])
+    edit(spec)
+    b = make_bundle(spec)
+    p = b.pyoci("run", "--bundle", str(b.dir), b.id)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and field in p.stderr and "Errno" in p.stderr
+    assert not (b.root / b.id).exists()
